@@ -1,0 +1,126 @@
+"""SQLAlchemy Core tables of the relational store (the Alembic revisions create the same schema)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.mysql import DATETIME, TIMESTAMP
+
+__all__ = ["backup_disks", "backup_jobs", "job_telemetry_snapshots", "machines", "metadata"]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Naive UTC with microseconds: every connection sets time_zone to +00:00 (see engine.py).
+Moment = DATETIME(fsp=6)
+
+
+backup_jobs = Table(
+    "backup_jobs",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("vm_name", String(255), nullable=False),
+    Column("repository_id", String(255), nullable=False),
+    Column("backup_type", String(20), nullable=False),
+    Column("job_type", String(20), nullable=False, server_default="backup"),
+    Column("status", String(20), nullable=False, server_default="pending"),
+    Column("created_at", Moment, nullable=False),
+    Column("started_at", Moment, nullable=True),
+    Column("completed_at", Moment, nullable=True),
+    Column("error_message", Text(), nullable=True),
+    Column("bytes_transferred", BigInteger(), nullable=False, server_default="0"),
+    Column("total_bytes", BigInteger(), nullable=False, server_default="0"),
+    Column("transfer_speed_bps", BigInteger(), nullable=False, server_default="0"),
+    Column("progress_percent", Numeric(5, 2), nullable=False, server_default="0"),
+    Column("current_phase", String(100), nullable=True),
+    Column("last_telemetry_at", Moment, nullable=True),
+    Column("performance_metrics", JSON(), nullable=True, comment="Rolled-up telemetry for charts"),
+    # Copied out of performance_metrics by the rollup so that it can be indexed portably
+    # (a functional index on a JSON path is MySQL-8-only).
+    Column("avg_speed_bps", BigInteger(), nullable=True),
+    # True while the API still holds points of a finished job that InfluxDB has not accepted.
+    Column("telemetry_pending", Boolean(), nullable=False, server_default=text("0")),
+    Column("rolled_up_at", Moment, nullable=True),
+    Column("purged_at", Moment, nullable=True),
+    Index(None, "vm_name", "created_at"),
+    Index(None, "repository_id", "created_at"),
+    Index(None, "status", "rolled_up_at"),
+    Index(None, "status", "last_telemetry_at"),
+    Index(None, "rolled_up_at", "purged_at"),
+    Index(None, "avg_speed_bps"),
+    Index(None, "created_at"),
+)
+
+backup_disks = Table(
+    "backup_disks",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("job_id", String(255), ForeignKey("backup_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("disk_index", Integer(), nullable=False),
+    Column("size_bytes", BigInteger(), nullable=False, server_default="0"),
+    Column("bytes_transferred", BigInteger(), nullable=False, server_default="0"),
+    Column("progress_percent", Numeric(5, 2), nullable=False, server_default="0"),
+    Column("status", String(20), nullable=False, server_default="pending"),
+    UniqueConstraint("job_id", "disk_index"),
+)
+
+machines = Table(
+    "machines",
+    metadata,
+    Column("vm_name", String(255), primary_key=True),
+    Column("cpu_count", Integer(), nullable=True),
+    Column("memory_mb", BigInteger(), nullable=True),
+    Column("os_type", String(255), nullable=True),
+    Column("disk_count", Integer(), nullable=True),
+    Column("repository_id", String(255), nullable=True),
+    Column("protection_flow", String(255), nullable=True),
+    Column("created_at", Moment, nullable=False),
+    Column("updated_at", Moment, nullable=False),
+)
+
+# The job sheet's table, same columns and index names.
+job_telemetry_snapshots = Table(
+    "job_telemetry_snapshots",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column(
+        "job_id",
+        String(255),
+        ForeignKey("backup_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+        comment="References backup_jobs.id",
+    ),
+    Column("job_type", String(50), nullable=False, comment="backup, restore, replication"),
+    Column("timestamp", TIMESTAMP(fsp=6), nullable=False, server_default=text("CURRENT_TIMESTAMP(6)")),
+    Column("bytes_transferred", BigInteger(), server_default="0"),
+    Column("total_bytes", BigInteger(), server_default="0"),
+    Column("transfer_speed_bps", BigInteger(), server_default="0"),
+    Column("progress_percent", Numeric(5, 2), server_default="0.00"),
+    Column("current_phase", String(100), nullable=True),
+    Column("disk_index", Integer(), nullable=True),
+    Column("worker_count", Integer(), nullable=True),
+    Index("idx_job_id", "job_id"),
+    Index("idx_timestamp", "timestamp"),
+    Index("idx_job_timestamp", "job_id", "timestamp"),
+    comment="Historical telemetry snapshots for performance charts",
+)

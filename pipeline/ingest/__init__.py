@@ -1,0 +1,1 @@
+"""The ingest path: validation structs, job registry, state coalescer, snapshot mirror."""

@@ -1,0 +1,175 @@
+"""Every environment variable the pipeline reads, with its default and what it is for."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ApiSettings",
+    "DashboardSettings",
+    "IngestSettings",
+    "InfluxSettings",
+    "MySQLSettings",
+    "SchedulerSettings",
+    "Settings",
+    "load_settings",
+]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a whole number") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    """InfluxDB, spoken to through its v1 HTTP API (`/write`, `/query`)."""
+
+    url: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_URL", "http://127.0.0.1:8086"))
+    """Base URL of InfluxDB's v1 HTTP API."""
+    database: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_DB", "sendense"))
+    """Database holding `job_telemetry` and `job_summary`."""
+    username: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_USER", ""))
+    """v1 user name (empty: no authentication)."""
+    password: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_PASSWORD", ""))
+    """v1 password."""
+    token: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_TOKEN", ""))
+    """InfluxDB 2.x/3.x token for the v1-compatibility endpoints (sent as `Authorization: Token`)."""
+    raw_rp: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_RAW_RP", "raw_telemetry"))
+    """Retention policy receiving raw `job_telemetry` points (the default policy of the database)."""
+    raw_retention: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_RAW_RETENTION", "30d"))
+    """How long raw points survive if their job is never rolled up (InfluxQL duration)."""
+    summary_rp: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_SUMMARY_RP", "job_summaries"))
+    """Retention policy keeping one `job_summary` point per finished job."""
+    summary_retention: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_SUMMARY_RETENTION", "INF"))
+    """How long `job_summary` points are kept (InfluxQL duration, or INF)."""
+    timeout: float = field(default_factory=lambda: _env_float("SENDENSE_INFLUX_TIMEOUT", 10.0))
+    """Seconds before one HTTP request to InfluxDB is given up."""
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    """The relational store (MariaDB 10.6+ or MySQL 8)."""
+
+    url: str = field(
+        default_factory=lambda: _env(
+            "SENDENSE_MYSQL_URL",
+            "mysql+pymysql://oma_user:oma_password@127.0.0.1:3306/migratekit_oma?charset=utf8mb4",
+        )
+    )
+    """SQLAlchemy URL; the defaults are the job sheet's database, user and password."""
+    pool_size: int = field(default_factory=lambda: _env_int("SENDENSE_MYSQL_POOL_SIZE", 8))
+    """Connections kept open per process."""
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API."""
+
+    host: str = field(default_factory=lambda: _env("SENDENSE_API_HOST", "127.0.0.1"))
+    """Address the API listens on. Without tokens only loopback addresses are allowed."""
+    port: int = field(default_factory=lambda: _env_int("SENDENSE_API_PORT", 8082))
+    """Port the API listens on (the job sheet's 8082)."""
+    agent_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_AGENT_TOKENS"))
+    """Comma-separated bearer tokens that may read, create jobs and write telemetry."""
+    viewer_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_VIEWER_TOKENS"))
+    """Comma-separated bearer tokens that may only read."""
+    server: str = field(default_factory=lambda: _env("SENDENSE_API_SERVER", "granian"))
+    """ASGI server used by `sendense api`: granian or uvicorn."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.agent_tokens or self.viewer_tokens)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Buffers between the request path and the stores."""
+
+    batch_size: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_BATCH_SIZE", 5000))
+    """Points per InfluxDB write request."""
+    flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_INGEST_FLUSH_INTERVAL", 0.2))
+    """Seconds a point may wait in the batcher before it is written."""
+    max_buffered_points: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_MAX_BUFFERED", 1_000_000))
+    """Points held while InfluxDB is unreachable; past this, updates get 503 and agents retry."""
+    state_flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_STATE_FLUSH_INTERVAL", 0.5))
+    """Seconds between flushes of the per-job current state to `backup_jobs`."""
+    snapshot_interval: float = field(default_factory=lambda: _env_float("SENDENSE_SNAPSHOT_INTERVAL", 30.0))
+    """Seconds between rows mirrored per job into `job_telemetry_snapshots` (the job sheet's 30 s)."""
+    terminal_flush_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_TERMINAL_FLUSH_TIMEOUT", 5.0))
+    """Seconds a terminal update waits for its job's points to reach InfluxDB before answering anyway."""
+    max_timestamp_age: float = field(default_factory=lambda: _env_float("SENDENSE_MAX_TIMESTAMP_AGE", 7 * 86400.0))
+    """Oldest agent timestamp accepted, in seconds before now."""
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The rollup scheduler process."""
+
+    rollup_interval: float = field(default_factory=lambda: _env_float("SENDENSE_ROLLUP_INTERVAL", 10.0))
+    """Seconds between rollup runs."""
+    rollup_batch: int = field(default_factory=lambda: _env_int("SENDENSE_ROLLUP_BATCH", 200))
+    """Jobs rolled up at most per run."""
+    purge_interval: float = field(default_factory=lambda: _env_float("SENDENSE_PURGE_INTERVAL", 60.0))
+    """Seconds between retries of unfinished purges and sweeps of leftover series."""
+    reaper_interval: float = field(default_factory=lambda: _env_float("SENDENSE_REAPER_INTERVAL", 60.0))
+    """Seconds between stale-job checks."""
+    stale_after: float = field(default_factory=lambda: _env_float("SENDENSE_STALE_JOB_TIMEOUT", 900.0))
+    """A running job silent for this many seconds is marked failed ("telemetry timeout")."""
+    pending_points_grace: float = field(default_factory=lambda: _env_float("SENDENSE_PENDING_POINTS_GRACE", 3600.0))
+    """Seconds the rollup waits for points the API still holds for a finished job before rolling it up anyway."""
+    chart_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_CHART_MAX_POINTS", 100))
+    """Most points kept in `performance_metrics.chart_data`."""
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """The Bokeh dashboard."""
+
+    port: int = field(default_factory=lambda: _env_int("SENDENSE_DASHBOARD_PORT", 5006))
+    """Port of the Bokeh server."""
+    api_url: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_API_URL", "http://127.0.0.1:8082"))
+    """Where the dashboard finds the API."""
+    token: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_TOKEN", ""))
+    """Viewer token the dashboard sends to the API."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, read once from the environment."""
+
+    influx: InfluxSettings = field(default_factory=InfluxSettings)
+    mysql: MySQLSettings = field(default_factory=MySQLSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment (raises ValueError naming a malformed variable)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""InfluxDB v1 access: point encoding, batching writer, InfluxQL queries."""
