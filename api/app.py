@@ -1,0 +1,73 @@
+"""create_app(settings) -> Litestar: the HTTP API, with its stores and ingest buffers in app state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+
+from api.errors import EXCEPTION_HANDLERS
+from api.routes.backups import BackupController
+from api.routes.health import HealthController
+from api.routes.machines import MachineController
+from api.routes.telemetry import TelemetryController
+from pipeline.db.engine import create_db_engine
+from pipeline.history import TelemetryHistory
+from pipeline.ingest.service import TelemetryIngest
+from pipeline.settings import Settings, load_settings
+from pipeline.tsdb.influx import AsyncInflux
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("sendense.api")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the API. Nothing connects until the app starts (its lifespan opens and closes the stores)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_db_engine(settings.mysql)
+        influx = AsyncInflux(settings.influx)
+        ingest = TelemetryIngest(settings, engine, influx)
+        app.state.engine = engine
+        app.state.influx = influx
+        app.state.ingest = ingest
+        app.state.history = TelemetryHistory(engine, influx, settings.influx.raw_rp)
+        if not settings.api.auth_enabled:
+            log.warning(
+                "no SENDENSE_AGENT_TOKENS or SENDENSE_VIEWER_TOKENS configured: serving without "
+                "authentication, on loopback only"
+            )
+        await ingest.start()
+        try:
+            yield
+        finally:
+            await ingest.stop()
+            await influx.aclose()
+            engine.dispose()
+
+    v1 = Router(
+        path="/api/v1",
+        route_handlers=[BackupController, TelemetryController, MachineController, HealthController],
+    )
+    app = Litestar(
+        route_handlers=[v1],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Sendense Telemetry API",
+            version="1.0.0",
+            description=(
+                "Backup-job telemetry: agents post updates, operators read jobs, machines and history. "
+                "Bearer tokens: agent tokens read and write, viewer tokens only read."
+            ),
+            path="/api/v1/schema",
+        ),
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,57 @@
+"""`/backups`: create a job, list jobs, read one job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+
+from api.auth import require_agent, require_reader
+from api.errors import bad_request
+from pipeline.ingest.models import JOB_ID_PATTERN, CreateBackup
+from pipeline.jobs import JobConflict, create_job, get_job, list_jobs
+
+__all__ = ["BackupController"]
+
+StatusFilter = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+
+class BackupController(Controller):
+    path = "/backups"
+    tags = ["backups"]
+
+    @post(guards=[require_agent], sync_to_thread=True, status_code=201)
+    def create(self, state: State, data: CreateBackup) -> dict:
+        """Start a job (pending until its agent reports). The job sheet's example body works as is."""
+        try:
+            return create_job(state.engine, data)
+        except JobConflict as exc:
+            raise ClientException(str(exc), status_code=409) from exc
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+
+    @get(guards=[require_reader], sync_to_thread=True)
+    def list(
+        self,
+        state: State,
+        vm_name: Annotated[str | None, Parameter(max_length=255)] = None,
+        repository_id: Annotated[str | None, Parameter(max_length=255)] = None,
+        status: StatusFilter | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
+    ) -> dict:
+        """Jobs newest first; `total` counts all matches."""
+        return list_jobs(
+            state.engine, vm_name=vm_name, repository_id=repository_id, status=status, limit=limit, offset=offset
+        )
+
+    @get("/{backup_id:str}", guards=[require_reader], sync_to_thread=True)
+    def one(self, state: State, backup_id: Annotated[str, Parameter(pattern=JOB_ID_PATTERN)]) -> dict:
+        """One job with its disks."""
+        job = get_job(state.engine, backup_id)
+        if job is None:
+            raise NotFoundException(f"backup {backup_id!r} does not exist")
+        return job

@@ -1,0 +1,79 @@
+"""`/telemetry`: updates from agents (single and batch) and the history of a job."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+
+from api.auth import require_agent, require_reader
+from api.errors import bad_request
+from pipeline.ingest.models import JOB_ID_PATTERN, BatchBody, BatchUpdate, JobType, LooseBatchBody, TelemetryUpdate
+
+__all__ = ["TelemetryController"]
+
+JobIdParam = Annotated[str, Parameter(pattern=JOB_ID_PATTERN, max_length=255)]
+_batch_decoder = msgspec.json.Decoder(BatchBody)
+_loose_decoder = msgspec.json.Decoder(LooseBatchBody)
+_item_decoder = msgspec.json.Decoder(BatchUpdate)
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+class TelemetryController(Controller):
+    path = "/telemetry"
+    tags = ["telemetry"]
+
+    @post("/batch", guards=[require_agent], request_max_body_size=MAX_BATCH_BYTES)
+    async def batch(self, state: State, request: Request) -> Response:
+        """Up to 10,000 updates in one request; each bad item is reported by index, the rest accepted."""
+        raw = await request.body()
+        try:
+            items = _batch_decoder.decode(raw).updates
+            rejected: list[dict] = []
+            indexes = list(range(len(items)))
+        except msgspec.ValidationError:
+            items, rejected, indexes = self._decode_items(raw)
+        except msgspec.DecodeError as exc:
+            raise bad_request(f"body is not valid JSON: {exc}") from exc
+        result = await state.ingest.submit_batch(items)
+        for entry in result["rejected"]:
+            entry["index"] = indexes[entry["index"]]
+        rejected.extend(result["rejected"])
+        rejected.sort(key=lambda e: e["index"])
+        return Response({"accepted": result["accepted"], "rejected": rejected}, status_code=202)
+
+    @staticmethod
+    def _decode_items(raw: bytes) -> tuple[list[BatchUpdate], list[dict], list[int]]:
+        try:
+            loose = _loose_decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise bad_request(str(exc)) from exc
+        items, rejected, indexes = [], [], []
+        for index, item in enumerate(loose.updates):
+            try:
+                items.append(_item_decoder.decode(item))
+                indexes.append(index)
+            except msgspec.ValidationError as exc:
+                rejected.append({"index": index, "status": 400, "detail": str(exc)})
+        return items, rejected, indexes
+
+    @get("/history/{job_id:str}", guards=[require_reader])
+    async def history(self, state: State, job_id: JobIdParam) -> dict:
+        """The job sheet's three modes: `rolled_up`, `live_snapshots` (running, or finished and not yet
+        rolled up) and `none`. In `performance_metrics`, `avg_speed_bps` is time-weighted (the integral of
+        the speed curve over the job's duration, not a mean of unevenly spaced samples) and
+        `min_speed_bps` is the lowest non-zero speed."""
+        body = await state.history.get(job_id)
+        if body is None:
+            raise NotFoundException(f"job {job_id!r} does not exist")
+        return body
+
+    @post("/{job_type:str}/{job_id:str}", guards=[require_agent])
+    async def update(self, state: State, job_type: JobType, job_id: JobIdParam, data: TelemetryUpdate) -> Response:
+        """One update. Running: 202 once queued. Terminal (completed, failed, cancelled): 200 once durable."""
+        result = await state.ingest.submit(job_type, job_id, data)
+        return Response(result.body, status_code=result.status)

@@ -1,0 +1,369 @@
+"""Simulated backup agents: create jobs (or pick up pending ones) and stream realistic telemetry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import zlib
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pipeline.agent.client import ApiError, TelemetryClient
+from pipeline.agent.curves import MIB, Tick, plan_job
+
+__all__ = ["DEFAULT_VM_NAMES", "SimulatorConfig", "SimulatorReport", "run_simulator"]
+
+# Hypervisors allow spaces, quotes, commas and any script in VM names; the pipeline must too.
+DEFAULT_VM_NAMES = (
+    "web-01", "web-02", "db-primary", "db-replica", "app-srv-03", "k8s-worker-7", "mail-gw",
+    "SQL Server (prod)", "файл-сервер 01", "o'brien-dc", "exchange, legacy", 'build "fast" runner',
+    "Müller Buchhaltung", "東京-backup-gw",
+)  # fmt: skip
+REPOSITORIES = ("repo-primary", "repo-offsite", "s3-archive")
+OS_TYPES = ("windows-server-2022", "windows-server-2019", "ubuntu-22.04", "rhel-9", "debian-12")
+FLOWS = ("daily-backup", "hourly-replication", "weekly-full")
+T = TypeVar("T")
+CANCEL_TIMEOUT = 5.0
+"""Seconds a stopping simulator spends telling the API about one abandoned job."""
+
+
+@dataclass
+class SimulatorConfig:
+    """How many simulated agents run, how fast they report and how their jobs behave."""
+
+    api_url: str = "http://127.0.0.1:8082"
+    token: str | None = None
+    jobs: int = 0
+    """Jobs to run in total, pending ones picked up included (0: run until stopped)."""
+    concurrency: int = 4
+    update_interval: float = 1.0
+    min_duration: float = 60.0
+    max_duration: float = 180.0
+    failure_rate: float = 0.1
+    multi_disk_rate: float = 0.3
+    seed: int | None = None
+    pick_up_pending: bool = True
+    pending_poll_interval: float = 3.0
+    vm_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs < 0 or self.concurrency < 1:
+            raise ValueError("jobs must be >= 0 and concurrency >= 1")
+        if self.update_interval <= 0 or not 0 < self.min_duration <= self.max_duration:
+            raise ValueError("update_interval must be positive and 0 < min_duration <= max_duration")
+        if not (0 <= self.failure_rate <= 1 and 0 <= self.multi_disk_rate <= 1):
+            raise ValueError("failure_rate and multi_disk_rate must be between 0 and 1")
+
+
+@dataclass
+class SimulatorReport:
+    """What a simulator run did."""
+
+    jobs_started: int = 0
+    jobs_completed: int = 0
+    jobs_failed: int = 0
+    jobs_cancelled: int = 0
+    updates_sent: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    """The first few distinct error messages."""
+
+    def note_error(self, message: str) -> None:
+        """Count an error and keep its message if it is new."""
+        self.errors += 1
+        if len(self.error_samples) < 10 and message not in self.error_samples:
+            self.error_samples.append(message)
+
+
+@dataclass
+class _Job:
+    backup_id: str
+    vm_name: str
+    job_type: str
+    total_bytes: int
+    disks: list[tuple[int, int]]
+    duration: float
+    fail: bool
+    rng: random.Random
+    create: dict[str, Any] | None = None  # create_backup() keyword arguments; None for picked-up jobs
+
+
+def _machine(vm_name: str) -> dict[str, Any]:
+    # Seeded by the name so a VM keeps its hardware across jobs and runs.
+    rng = random.Random(zlib.crc32(vm_name.encode()))
+    return {
+        "cpu_count": rng.choice((2, 4, 8, 16, 32)),
+        "memory_mb": rng.choice((4096, 8192, 16384, 32768, 65536)),
+        "os_type": rng.choice(OS_TYPES),
+        "protection_flow": rng.choice(FLOWS),
+    }
+
+
+def _synthetic_job(rng: random.Random, config: SimulatorConfig, backup_id: str) -> _Job:
+    duration = rng.uniform(config.min_duration, config.max_duration)
+    # Size the job so a base throughput of 80-400 MiB/s over ~90% of the run moves all of it.
+    total = int(rng.uniform(80, 400) * MIB * duration * 0.9 * 0.85)
+    count = rng.randint(2, 4) if rng.random() < config.multi_disk_rate else 1
+    shares = [rng.uniform(0.3, 1.0) for _ in range(count)]
+    sizes = [max(MIB, int(total * share / sum(shares)) // MIB * MIB) for share in shares]
+    vm_name = rng.choice(config.vm_names or DEFAULT_VM_NAMES)
+    job_type = rng.choices(("backup", "replication", "restore"), weights=(85, 10, 5))[0]
+    create = {
+        "vm_name": vm_name,
+        "backup_type": rng.choices(("full", "incremental", "differential"), weights=(3, 6, 1))[0],
+        "repository_id": rng.choice(REPOSITORIES),
+        "job_type": job_type,
+        "backup_id": backup_id,
+        "disks": [{"disk_index": i, "size_bytes": size} for i, size in enumerate(sizes)],
+        "machine": _machine(vm_name),
+    }
+    disks = list(enumerate(sizes)) if count > 1 else []
+    fail = rng.random() < config.failure_rate
+    job_rng = random.Random(rng.getrandbits(64))
+    return _Job(backup_id, vm_name, job_type, sum(sizes), disks, duration, fail, job_rng, create)
+
+
+def _pending_job(rng: random.Random, config: SimulatorConfig, raw: Mapping[str, Any]) -> _Job:
+    duration = rng.uniform(config.min_duration, config.max_duration)
+    sizes = [(int(d.get("disk_index", i)), int(d.get("size_bytes") or 0)) for i, d in enumerate(raw.get("disks") or [])]
+    total = int(raw.get("total_bytes") or 0)
+    disk_sum = sum(size for _, size in sizes)
+    # Per-disk updates only when the disks' sizes are known and agree with the job's total.
+    usable = len(sizes) > 1 and all(size > 0 for _, size in sizes) and total in (0, disk_sum)
+    if usable:
+        total = disk_sum
+    elif total <= 0:
+        total = int(rng.uniform(80, 400) * MIB * duration * 0.75)
+    fail = rng.random() < config.failure_rate
+    job_rng = random.Random(rng.getrandbits(64))
+    job_type = str(raw.get("job_type") or "backup")
+    vm_name = str(raw.get("vm_name", ""))
+    return _Job(str(raw["backup_id"]), vm_name, job_type, total, sizes if usable else [], duration, fail, job_rng)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def _sleep_unless_stopped(delay: float, stop: asyncio.Event) -> bool:
+    """Sleep; True if `stop` was set meanwhile."""
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+    return stop.is_set()
+
+
+async def _unless_stopped(coro: Coroutine[Any, Any, T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Run `coro` unless `stop` comes first (then cancel it): (finished, result)."""
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        return False, None
+    return True, task.result()
+
+
+class _JobGone(Exception):
+    """The API no longer accepts updates for this job (404 unknown, 409 already finished)."""
+
+
+async def _send_tick(client: TelemetryClient, job: _Job, tick: Tick, stamp: str) -> int:
+    """Deliver one tick (its per-disk updates first, so the job-level one can end the job); updates accepted."""
+    update = {**tick.as_update(), "timestamp": stamp}
+    disk_updates = [
+        {"job_type": job.job_type, "job_id": job.backup_id, **disk, "timestamp": stamp} for disk in tick.disk_updates()
+    ]
+    sent = 0
+    if disk_updates:
+        # Running ticks travel as one batch; a terminal update goes alone so its 200/409 answer is its own.
+        batch = (
+            disk_updates
+            if tick.status != "running"
+            else [*disk_updates, {"job_type": job.job_type, "job_id": job.backup_id, **update}]
+        )
+        result = await client.send_batch(batch)
+        sent += int(result.get("accepted", 0))
+        for rejected in result.get("rejected") or []:
+            if rejected.get("status") in (404, 409):
+                raise _JobGone(f"{job.backup_id}: {rejected.get('detail')}")
+            raise ApiError(rejected.get("status"), f"batch entry {rejected.get('index')}: {rejected.get('detail')}")
+        if tick.status == "running":
+            return sent
+    try:
+        await client.send_update(job.job_type, job.backup_id, update)
+    except ApiError as exc:
+        # After a lost answer the retry meets the state the first attempt already committed.
+        if exc.status == 409 and exc.attempts > 1 and tick.status != "running":
+            return sent + 1
+        if exc.status in (404, 409):
+            raise _JobGone(str(exc)) from exc
+        raise
+    return sent + 1
+
+
+async def _cancel(client: TelemetryClient, job: _Job, last: Tick | None) -> bool:
+    """Tell the API an abandoned job was cancelled, briefly: a stopping simulator must not hang."""
+    update = {
+        "bytes_transferred": last.bytes_transferred if last else 0,
+        "total_bytes": job.total_bytes,
+        "transfer_speed_bps": 0,
+        "progress_percent": last.progress_percent if last else 0.0,
+        "current_phase": last.phase if last else "snapshot",
+        "status": "cancelled",
+        "error_message": "simulator stopped",
+        "timestamp": _now(),
+    }
+    try:
+        await asyncio.wait_for(client.send_update(job.job_type, job.backup_id, update), CANCEL_TIMEOUT)
+    except (ApiError, TimeoutError):
+        return False
+    return True
+
+
+async def _run_job(
+    client: TelemetryClient, job: _Job, config: SimulatorConfig, report: SimulatorReport,
+    stop: asyncio.Event, say: Callable[[str], None],
+) -> None:  # fmt: skip
+    label = f"{job.vm_name!r} ({job.job_type} {job.backup_id})"
+    if job.create is not None:
+        try:
+            created, _ = await _unless_stopped(client.create_backup(**job.create), stop)
+        except ApiError as exc:
+            report.note_error(str(exc))
+            say(f"could not create {label}: {exc}")
+            return
+        if not created:
+            return
+    report.jobs_started += 1
+    ticks = plan_job(job.rng, job.duration, job.total_bytes, job.fail, interval=config.update_interval, disks=job.disks)
+    say(f"started {label}: {job.total_bytes / 2**30:.1f} GiB, {len(job.disks) or 1} disk(s), ~{job.duration:.0f}s")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    last: Tick | None = None
+    for i, tick in enumerate(ticks):
+        # Due times come from the start, so slow requests do not stretch the whole job.
+        if await _sleep_unless_stopped(start + tick.offset - loop.time(), stop):
+            break
+        if tick.status == "running" and i + 1 < len(ticks) and start + ticks[i + 1].offset <= loop.time():
+            continue  # behind after an outage: the next tick carries this one's bytes, skip rather than burst
+        stamp = _now()  # stamped when due, so a retried update keeps its place in the series
+        try:
+            finished, sent = await _unless_stopped(_send_tick(client, job, tick, stamp), stop)
+        except _JobGone as exc:
+            report.note_error(f"job gone: {exc}")
+            say(f"abandoned {label}: the API no longer accepts its updates ({exc})")
+            return
+        except ApiError as exc:
+            # Telemetry is cumulative: the next tick carries everything this one would have.
+            report.note_error(str(exc))
+            say(f"update for {label} lost: {exc}")
+            continue
+        if not finished:
+            break
+        report.updates_sent += sent or 0
+        last = tick
+        if tick.status == "completed":
+            report.jobs_completed += 1
+            say(f"completed {label}")
+            return
+        if tick.status == "failed":
+            report.jobs_failed += 1
+            say(f"failed {label}: {tick.error_message}")
+            return
+    if stop.is_set():
+        report.jobs_cancelled += 1
+        told = await _cancel(client, job, last)
+        say(f"cancelled {label}" + ("" if told else " (the API was not told)"))
+    else:
+        # The terminal update was lost after every retry; the API's reaper will time the job out.
+        say(f"gave up on {label}: its final update was not delivered")
+
+
+async def _poll_pending(
+    client: TelemetryClient, config: SimulatorConfig, seen: set[str], queue: asyncio.Queue[dict[str, Any]],
+    report: SimulatorReport, stop: asyncio.Event, say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Queue pending jobs created by someone else, each once."""
+    while not stop.is_set():
+        try:
+            found = await client.list_backups(status="pending", limit=100)
+        except ApiError as exc:
+            report.note_error(f"polling pending jobs: {exc}")
+        else:
+            for raw in reversed(found):  # oldest first: the API lists newest first
+                backup_id = raw.get("backup_id")
+                if backup_id and backup_id not in seen:
+                    seen.add(backup_id)
+                    queue.put_nowait(raw)
+                    say(f"picked up pending job {backup_id} ({raw.get('vm_name')!r})")
+        if await _sleep_unless_stopped(config.pending_poll_interval, stop):
+            return
+
+
+async def run_simulator(
+    config: SimulatorConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SimulatorReport:
+    """Run simulated jobs, at most `config.concurrency` at once, until `config.jobs` ran or `stop` is set.
+
+    On stop, jobs in flight send a final "cancelled" update; no new job starts.
+    """
+    stop = stop or asyncio.Event()
+    say = progress or (lambda _message: None)
+    report = SimulatorReport()
+    rng = random.Random(config.seed)
+    run_tag = secrets.token_hex(3)  # not from the seeded rng: a rerun with the same seed needs fresh ids
+    seen: set[str] = set()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    slots = asyncio.Semaphore(config.concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            report.note_error(f"simulated job crashed: {task.exception()!r}")
+
+    async with TelemetryClient(config.api_url, config.token) as client:
+        poller = None
+        if config.pick_up_pending:
+            poller = asyncio.create_task(_poll_pending(client, config, seen, queue, report, stop, say))
+        try:
+            count = 0
+            while not stop.is_set() and (config.jobs == 0 or count < config.jobs):
+                acquired, _ = await _unless_stopped(slots.acquire(), stop)
+                if not acquired:
+                    break
+                count += 1
+                if not queue.empty():
+                    job = _pending_job(rng, config, queue.get_nowait())
+                else:
+                    backup_id = f"sim-{run_tag}-{count:06d}"
+                    seen.add(backup_id)  # our own job is pending until its first update: never pick it up
+                    job = _synthetic_job(rng, config, backup_id)
+                task = asyncio.create_task(_run_job(client, job, config, report, stop, say))
+                tasks.add(task)
+                task.add_done_callback(finished)
+            if tasks:
+                await asyncio.wait(set(tasks))
+        finally:
+            if poller is not None:
+                poller.cancel()
+                await asyncio.wait({poller})
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(set(tasks))
+    return report

@@ -1,0 +1,145 @@
+"""Telemetry history of one job in the job sheet's three modes: rolled_up, live_snapshots, none."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+
+from anyio import to_thread
+from sqlalchemy import Engine, select
+
+from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
+from pipeline.ingest.models import TERMINAL_STATUSES
+from pipeline.tsdb.encoding import TELEMETRY
+from pipeline.tsdb.influx import AsyncInflux, InfluxError, quote_ident
+
+__all__ = ["LIVE_CHART_POINTS", "TelemetryHistory"]
+
+log = logging.getLogger(__name__)
+
+# A live chart is drawn from at most this many points; longer jobs are aggregated by InfluxDB.
+LIVE_CHART_POINTS = 600
+NO_DATA = "No telemetry data available for this job"
+
+
+class TelemetryHistory:
+    """Reads a job's history: its rolled-up summary, else its raw points, else says there is none."""
+
+    def __init__(self, engine: Engine, influx: AsyncInflux, raw_rp: str) -> None:
+        self.engine = engine
+        self.influx = influx
+        self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
+
+    def _job(self, job_id: str):
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(
+                    backup_jobs.c.id,
+                    backup_jobs.c.status,
+                    backup_jobs.c.performance_metrics,
+                    backup_jobs.c.bytes_transferred,
+                    backup_jobs.c.total_bytes,
+                    backup_jobs.c.transfer_speed_bps,
+                    backup_jobs.c.progress_percent,
+                    backup_jobs.c.current_phase,
+                    backup_jobs.c.last_telemetry_at,
+                ).where(backup_jobs.c.id == job_id)
+            ).first()
+
+    async def get(self, job_id: str) -> dict | None:
+        """The history response for one job, or None if the job does not exist."""
+        job = await to_thread.run_sync(self._job, job_id)
+        if job is None:
+            return None
+        if job.performance_metrics is not None:
+            return {
+                "job_id": job_id,
+                "status": job.status,
+                "data_source": "rolled_up",
+                "performance_metrics": job.performance_metrics,
+            }
+        if job.status == "running" or job.status in TERMINAL_STATUSES:
+            chart, source = await self._chart(job_id)
+            if chart or job.status == "running":
+                return {
+                    "job_id": job_id,
+                    "status": job.status,
+                    "data_source": "live_snapshots",
+                    "current_state": {
+                        "bytes_transferred": job.bytes_transferred,
+                        "total_bytes": job.total_bytes,
+                        "transfer_speed_bps": job.transfer_speed_bps,
+                        "progress_percent": float(job.progress_percent),
+                        "current_phase": job.current_phase,
+                    },
+                    "chart_data": chart,
+                    "chart_source": source,
+                }
+        return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
+
+    async def _chart(self, job_id: str) -> tuple[list[dict], str]:
+        try:
+            return await self._chart_from_influx(job_id), "influxdb"
+        except InfluxError as exc:
+            # InfluxDB down: the snapshot mirror in MySQL is the durable fallback (coarser cadence).
+            log.warning("history of %s falls back to job_telemetry_snapshots: %s", job_id, exc)
+            return await to_thread.run_sync(self._chart_from_mirror, job_id), "job_telemetry_snapshots"
+
+    async def _chart_from_influx(self, job_id: str) -> list[dict]:
+        where = "WHERE job_id = $job_id AND disk_index = ''"
+        bind = {"job_id": job_id}
+        stats = await self.influx.query(
+            f"SELECT count(transfer_speed_bps) FROM {self.source} {where}; "
+            f"SELECT first(transfer_speed_bps) FROM {self.source} {where}; "
+            f"SELECT last(transfer_speed_bps) FROM {self.source} {where}",
+            bind,
+            epoch="ms",
+        )
+        values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
+        count = values[0][1] or 0
+        if count == 0:
+            return []
+        first_ms, last_ms = int(values[1][0]), int(values[2][0])
+        if count <= LIVE_CHART_POINTS:
+            query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {where}"
+        else:
+            # Long jobs: InfluxDB aggregates into at most LIVE_CHART_POINTS buckets (a few ms for a day of points).
+            bucket_s = max(1, math.ceil((last_ms - first_ms) / 1000 / LIVE_CHART_POINTS))
+            query = (
+                f"SELECT mean(transfer_speed_bps), last(progress_percent), last(current_phase) FROM {self.source} "
+                f"{where} AND time >= {first_ms}ms AND time <= {last_ms}ms GROUP BY time({bucket_s}s) fill(none)"
+            )
+        result = await self.influx.query(query, bind, epoch="ms")
+        rows = result[0].get("series", [{}])[0].get("values", []) if result else []
+        return [
+            {
+                "t": max(0, int((ts - first_ms) // 1000)),
+                "s": int(round(speed or 0)),
+                "p": round(float(progress or 0.0), 2),
+                "phase": phase or "",
+            }
+            for ts, speed, progress, phase in rows
+        ]
+
+    def _chart_from_mirror(self, job_id: str) -> list[dict]:
+        t = job_telemetry_snapshots.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.timestamp, t.transfer_speed_bps, t.progress_percent, t.current_phase)
+                .where(t.job_id == job_id, t.disk_index.is_(None))
+                .order_by(t.timestamp)
+            ).all()
+        if not rows:
+            return []
+        start: datetime = rows[0].timestamp
+        return [
+            {
+                "t": int((r.timestamp - start).total_seconds()),
+                "s": int(r.transfer_speed_bps or 0),
+                "p": float(r.progress_percent or 0),
+                "phase": r.current_phase or "",
+            }
+            for r in rows
+        ]
+

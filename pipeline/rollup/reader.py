@@ -1,0 +1,81 @@
+"""Reads a finished job's raw points from InfluxDB, streamed in chunks into columnar samples."""
+
+from __future__ import annotations
+
+from pipeline.rollup.metrics import DiskSummary, SampleColumns
+from pipeline.tsdb.encoding import TELEMETRY
+from pipeline.tsdb.influx import SyncInflux, quote_ident
+
+__all__ = ["TelemetryReader"]
+
+_JOB_LEVEL = "WHERE job_id = $job_id AND disk_index = ''"
+_PER_DISK = "WHERE job_id = $job_id AND disk_index != ''"
+
+
+class TelemetryReader:
+    """Job-level samples and per-disk aggregates of one job; values are bound parameters."""
+
+    def __init__(self, influx: SyncInflux, raw_rp: str) -> None:
+        self.influx = influx
+        self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
+
+    def samples(self, job_id: str, chunk_size: int = 20_000) -> SampleColumns:
+        """Every job-level point, in time order, without holding InfluxDB's whole answer in memory."""
+        columns = SampleColumns()
+        query = (
+            "SELECT transfer_speed_bps, progress_percent, current_phase, bytes_transferred, total_bytes, "
+            f"worker_count FROM {self.source} {_JOB_LEVEL}"
+        )
+        for series in self.influx.query_chunks(query, {"job_id": job_id}, epoch="ms", chunk_size=chunk_size):
+            rows = series.get("values") or []
+            if not rows:
+                continue
+            t, speed, progress, phase, sent, total, workers = zip(*rows, strict=True)
+            columns.extend(
+                [ms / 1000.0 for ms in t],
+                [int(v or 0) for v in speed],
+                [float(v or 0.0) for v in progress],
+                [v or "" for v in phase],
+                [int(v or 0) for v in sent],
+                [int(v or 0) for v in total],
+                [None if v is None else int(v) for v in workers],
+            )
+        return columns
+
+    def disks(self, job_id: str) -> list[DiskSummary]:
+        """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""
+        bind = {"job_id": job_id}
+        results = self.influx.query(
+            f"SELECT count(transfer_speed_bps), max(transfer_speed_bps), last(bytes_transferred), "
+            f"last(total_bytes) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "
+            f"SELECT integral(transfer_speed_bps, 1s) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "
+            f"SELECT first(transfer_speed_bps) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "
+            f"SELECT last(transfer_speed_bps) FROM {self.source} {_PER_DISK} GROUP BY disk_index",
+            bind,
+            epoch="ms",
+        )
+
+        def by_disk(result: dict) -> dict[int, list]:
+            return {
+                int(s["tags"]["disk_index"]): s["values"][0]
+                for s in result.get("series", [])
+                if s.get("tags", {}).get("disk_index", "").isdigit()
+            }
+
+        stats, integrals, firsts, lasts = (by_disk(r) for r in results)
+        summaries = []
+        for disk, (_, count, peak, sent, total) in sorted(stats.items()):
+            span = (lasts[disk][0] - firsts[disk][0]) / 1000.0 if disk in firsts and disk in lasts else 0.0
+            area = integrals.get(disk, [0, 0])[1] or 0.0
+            avg = area / span if span > 0 else float(lasts.get(disk, [0, peak])[1] or 0)
+            summaries.append(
+                DiskSummary(
+                    disk_index=disk,
+                    snapshots_recorded=int(count or 0),
+                    bytes_transferred=int(sent or 0),
+                    total_bytes=int(total or 0),
+                    peak_speed_bps=int(peak or 0),
+                    avg_speed_bps=int(round(avg)),
+                )
+            )
+        return summaries

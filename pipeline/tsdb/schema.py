@@ -1,0 +1,42 @@
+"""Creates the InfluxDB database and its two retention policies (idempotent)."""
+
+from __future__ import annotations
+
+from pipeline.settings import InfluxSettings
+from pipeline.tsdb.influx import SyncInflux, quote_ident, validate_duration
+
+__all__ = ["ensure_influx_schema"]
+
+
+def ensure_influx_schema(settings: InfluxSettings) -> list[str]:
+    """Create the database, the raw-telemetry policy (the default) and the long summary policy.
+
+    Existing policies are altered to the configured durations, so changing a setting and running
+    `sendense migrate` again applies it. Returns what was done, for the log.
+    """
+    client = SyncInflux(settings)
+    try:
+        db = quote_ident(settings.database)
+        client.query(f"CREATE DATABASE {db}", db=False)
+        existing = {
+            row[0]
+            for result in client.query(f"SHOW RETENTION POLICIES ON {db}", db=False)
+            for series in result.get("series", [])
+            for row in series.get("values", [])
+        }
+        done = []
+        for name, duration, default in (
+            (settings.raw_rp, settings.raw_retention, True),
+            (settings.summary_rp, settings.summary_retention, False),
+        ):
+            verb = "ALTER" if name in existing else "CREATE"
+            statement = (
+                f"{verb} RETENTION POLICY {quote_ident(name)} ON {db} "
+                f"DURATION {validate_duration(duration)} REPLICATION 1{' DEFAULT' if default else ''}"
+            )
+            client.query(statement, db=False)
+            action = "altered" if verb == "ALTER" else "created"
+            done.append(f"{action} retention policy {name} ({duration}{', default' if default else ''})")
+        return done
+    finally:
+        client.close()
