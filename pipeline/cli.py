@@ -1,0 +1,262 @@
+"""The `sendense` console script: api, scheduler, dashboard, migrate, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("sendense")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    host, port = args.host or settings.api.host, args.port or settings.api.port
+    if not settings.api.auth_enabled and not _is_loopback(host):
+        log.error(
+            "refusing to serve on %s without tokens: set SENDENSE_AGENT_TOKENS (and SENDENSE_VIEWER_TOKENS), "
+            "or listen on 127.0.0.1",
+            host,
+        )
+        return 2
+    if not settings.api.auth_enabled:
+        log.warning("no tokens configured: serving without authentication on %s (loopback only)", host)
+    server = args.server or settings.api.server
+    log.info("API on http://%s:%d/api/v1 (OpenAPI: /api/v1/schema), server %s", host, port, server)
+    if server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(
+            "api.app:create_app", address=host, port=port, interface=Interfaces.ASGI, factory=True, log_access=False
+        ).serve()
+    else:
+        import uvicorn
+
+        uvicorn.run(
+            "api.app:create_app", host=host, port=port, factory=True, log_level="warning", access_log=False
+        )
+    return 0
+
+
+def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
+    from pipeline.scheduler import build_scheduler
+
+    scheduler, jobs = build_scheduler(settings)
+    s = settings.scheduler
+    log.info(
+        "scheduler: rollup every %.0f s, purge every %.0f s, reaper every %.0f s (stale after %.0f s)",
+        s.rollup_interval,
+        s.purge_interval,
+        s.reaper_interval,
+        s.stale_after,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=True))
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        jobs.close()
+    return 0
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from alembic import command
+    from alembic.config import Config
+
+    from pipeline.db.engine import describe_url
+    from pipeline.tsdb.schema import ensure_influx_schema
+
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_DIR / "migrations"))
+    config.attributes["url"] = settings.mysql.url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+    log.info("MySQL schema at head (%s)", describe_url(settings.mysql.url))
+    for line in ensure_influx_schema(settings.influx):
+        log.info("InfluxDB %s: %s", settings.influx.database, line)
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.agent.simulator import SimulatorConfig, run_simulator
+
+    config = SimulatorConfig(
+        api_url=args.api or f"http://127.0.0.1:{settings.api.port}",
+        token=args.token or (settings.api.agent_tokens[0] if settings.api.agent_tokens else None),
+        jobs=args.jobs,
+        concurrency=args.concurrency,
+        update_interval=args.interval,
+        min_duration=args.min_duration,
+        max_duration=args.max_duration,
+        failure_rate=args.failure_rate,
+        seed=args.seed,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        report = await run_simulator(config, stop=stop, progress=lambda msg: log.info("%s", msg))
+        log.info("simulator finished: %s", report)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    from dashboards import serve
+
+    return serve(settings, port=args.port)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Migrate, then run API, scheduler, dashboard and simulator as child processes until Ctrl-C."""
+    if cmd_migrate(settings, args) != 0:
+        return 1
+    exe = [sys.executable, "-m", "pipeline.cli"]
+    children: list[tuple[str, subprocess.Popen]] = []
+    logs = Path(os.environ.get("SENDENSE_STATE_DIR", PROJECT_DIR / ".state")) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def spawn(name: str, *extra: str) -> None:
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        children.append((name, subprocess.Popen([*exe, *extra], stdout=out, stderr=subprocess.STDOUT)))
+
+    spawn("api", "api")
+    _wait_for_api(settings)
+    spawn("scheduler", "scheduler")
+    from dashboards import AVAILABLE as dashboard_available
+
+    if dashboard_available:
+        spawn("dashboard", "dashboard")
+    spawn("simulator", "simulate", "--jobs", "0", "--concurrency", str(args.concurrency))
+    api = f"http://127.0.0.1:{settings.api.port}"
+    print("\nSendense Telemetry is running:")
+    print(f"  API            {api}/api/v1/backups   (OpenAPI: {api}/api/v1/schema)")
+    print(f"  Readiness      {api}/api/v1/health/ready")
+    if dashboard_available:
+        print(f"  Dashboard      http://127.0.0.1:{settings.dashboard.port}/")
+    print(f"  InfluxDB       {settings.influx.url}  (database {settings.influx.database})")
+    if settings.api.agent_tokens:
+        print(f"  Agent token    {settings.api.agent_tokens[0]}")
+    if settings.api.viewer_tokens:
+        print(f"  Viewer token   {settings.api.viewer_tokens[0]}")
+    print(f"  Logs           {logs}/")
+    print("Press Ctrl-C to stop.\n", flush=True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    log.error("%s exited with %s; see %s/%s.log", name, proc.returncode, logs, name)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        # Reverse order: the simulator stops first, the API last so it flushes what it holds.
+        for _, proc in reversed(children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return 0
+
+
+def _wait_for_api(settings: Settings, timeout: float = 30.0) -> None:
+    import httpx
+
+    url = f"http://127.0.0.1:{settings.api.port}/api/v1/health/live"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the API did not answer at {url} within {timeout:.0f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sendense", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("SENDENSE_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--server", choices=["granian", "uvicorn"])
+    api.set_defaults(func=cmd_api)
+    sub.add_parser("scheduler", help="run the rollup, purge and reaper jobs").set_defaults(func=cmd_scheduler)
+    sub.add_parser("migrate", help="create or upgrade the MySQL schema and the InfluxDB database").set_defaults(
+        func=cmd_migrate
+    )
+    sim = sub.add_parser("simulate", help="run simulated backup agents against the API")
+    sim.add_argument("--api")
+    sim.add_argument("--token")
+    sim.add_argument("--jobs", type=int, default=0, help="jobs in total (0: until stopped)")
+    sim.add_argument("--concurrency", type=int, default=4)
+    sim.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    sim.add_argument("--min-duration", type=float, default=60.0)
+    sim.add_argument("--max-duration", type=float, default=180.0)
+    sim.add_argument("--failure-rate", type=float, default=0.1)
+    sim.add_argument("--seed", type=int)
+    sim.set_defaults(func=cmd_simulate)
+    dash = sub.add_parser("dashboard", help="run the operators' dashboard (Bokeh server)")
+    dash.add_argument("--port", type=int)
+    dash.set_defaults(func=cmd_dashboard)
+    demo = sub.add_parser("demo", help="migrate, then run API, scheduler, dashboard and simulator")
+    demo.add_argument("--concurrency", type=int, default=6)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level.upper())
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    return int(args.func(settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""DevStack: starts the project's own InfluxDB, MariaDB and API processes for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["DevStack", "PROJECT_DIR"]
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class DevStack:
+    """One set of servers on its own loopback ports and state directory (`infra/*.sh` do the work)."""
+
+    state_dir: Path
+    influx_port: int = 18086
+    mysql_port: int = 13306
+    api_port: int = 18082
+    agent_token: str = "test-agent-token"
+    viewer_token: str = "test-viewer-token"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def influx_url(self) -> str:
+        return f"http://127.0.0.1:{self.influx_port}"
+
+    def env(self) -> dict[str, str]:
+        """The SENDENSE_* variables that point every component at this stack."""
+        return {
+            "SENDENSE_STATE_DIR": str(self.state_dir),
+            "SENDENSE_INFLUX_PORT": str(self.influx_port),
+            "SENDENSE_MYSQL_PORT": str(self.mysql_port),
+            "SENDENSE_INFLUX_URL": self.influx_url,
+            "SENDENSE_MYSQL_URL": (
+                f"mysql+pymysql://oma_user:oma_password@127.0.0.1:{self.mysql_port}/migratekit_oma?charset=utf8mb4"
+            ),
+            "SENDENSE_API_PORT": str(self.api_port),
+            "SENDENSE_AGENT_TOKENS": self.agent_token,
+            "SENDENSE_VIEWER_TOKENS": self.viewer_token,
+            **self.extra_env,
+        }
+
+    def apply_env(self) -> None:
+        os.environ.update(self.env())
+
+    def _infra(self, script: str, action: str) -> None:
+        env = {**os.environ, **self.env()}
+        subprocess.run(["bash", str(PROJECT_DIR / "infra" / script), action], env=env, check=True)
+
+    def server_running(self, script: str) -> bool:
+        env = {**os.environ, **self.env()}
+        result = subprocess.run(
+            ["bash", str(PROJECT_DIR / "infra" / script), "status"], env=env, capture_output=True
+        )
+        return result.returncode == 0
+
+    def start_servers(self) -> None:
+        """Start InfluxDB and MariaDB unless they already run; remember which ones this call started."""
+        for script in ("influxdb.sh", "mariadb.sh"):
+            if not self.server_running(script):
+                self.started.append(script)
+            self._infra(script, "start")
+
+    def stop_servers(self) -> None:
+        for script in reversed(self.started):
+            self._infra(script, "stop")
+        self.started.clear()
+
+    def stop_influx(self) -> None:
+        self._infra("influxdb.sh", "stop")
+
+    def start_influx(self) -> None:
+        self._infra("influxdb.sh", "start")
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "--log-level", "WARNING", "migrate"],
+            env={**os.environ, **self.env()},
+            check=True,
+            cwd=PROJECT_DIR,
+        )
+
+    def start_process(self, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None):
+        """Run `sendense <args>` against this stack; output goes to `log_path`."""
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env={**os.environ, **self.env(), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT_DIR,
+        )
+
+    def start_api(self, *, server: str = "granian", log_path: Path | None = None, env: dict[str, str] | None = None):
+        proc = self.start_process("api", "--server", server, log_path=log_path, env=env)
+        self.wait_for_api(proc)
+        return proc
+
+    def wait_for_api(self, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited with {proc.returncode} before answering")
+            try:
+                if httpx.get(f"{self.api_url}/api/v1/health/live", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the API did not answer on {self.api_url} within {timeout:.0f} s")
+
+    @staticmethod
+    def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:
+        """SIGTERM (a graceful shutdown that flushes buffers), then SIGKILL after `timeout`."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode

@@ -1,0 +1,1 @@
+"""Helpers shared by the integration tests: polling, counting points and rows."""
