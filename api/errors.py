@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
 
 from pipeline.ingest.service import IngestError
 
-__all__ = ["EXCEPTION_HANDLERS", "bad_request"]
+__all__ = ["EXCEPTION_HANDLERS", "bad_request", "decode_strict"]
+
+T = TypeVar("T")
 
 
 def bad_request(detail: str) -> ValidationException:
     return ValidationException(detail)
+
+
+def decode_strict(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a body strictly: "12" is not an int, unknown fields are refused, bounds apply.
+
+    Litestar's own `data` parsing converts leniently, so bodies are decoded here instead.
+    """
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise bad_request(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"body is not valid JSON: {exc}") from exc
 
 
 def _ingest_error(_: Request, exc: IngestError) -> Response:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar import Controller, get, post
+import msgspec
+from anyio import to_thread
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
 
 from api.auth import require_agent, require_reader
-from api.errors import bad_request
+from api.errors import bad_request, decode_strict
 from pipeline.ingest.models import JOB_ID_PATTERN, CreateBackup
 from pipeline.jobs import JobConflict, create_job, get_job, list_jobs
 
 __all__ = ["BackupController"]
 
+_create_decoder = msgspec.json.Decoder(CreateBackup)
 StatusFilter = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
@@ -23,11 +26,14 @@ class BackupController(Controller):
     path = "/backups"
     tags = ["backups"]
 
-    @post(guards=[require_agent], sync_to_thread=True, status_code=201)
-    def create(self, state: State, data: CreateBackup) -> dict:
-        """Start a job (pending until its agent reports). The job sheet's example body works as is."""
+    @post(guards=[require_agent], status_code=201)
+    async def create(self, state: State, request: Request) -> dict:
+        """Start a job (pending until its agent reports). Body: vm_name, backup_type (full|incremental|
+        differential), repository_id, optional job_type, backup_id, disks, machine. The job sheet's example
+        body works as is."""
+        data = decode_strict(await request.body(), _create_decoder)
         try:
-            return create_job(state.engine, data)
+            return await to_thread.run_sync(create_job, state.engine, data)
         except JobConflict as exc:
             raise ClientException(str(exc), status_code=409) from exc
         except ValueError as exc:

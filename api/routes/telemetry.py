@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 
 from api.auth import require_agent, require_reader
-from api.errors import bad_request
+from api.errors import bad_request, decode_strict
 from pipeline.ingest.models import JOB_ID_PATTERN, BatchBody, BatchUpdate, JobType, LooseBatchBody, TelemetryUpdate
 
 __all__ = ["TelemetryController"]
@@ -20,6 +20,7 @@ JobIdParam = Annotated[str, Parameter(pattern=JOB_ID_PATTERN, max_length=255)]
 _batch_decoder = msgspec.json.Decoder(BatchBody)
 _loose_decoder = msgspec.json.Decoder(LooseBatchBody)
 _item_decoder = msgspec.json.Decoder(BatchUpdate)
+_update_decoder = msgspec.json.Decoder(TelemetryUpdate)
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
@@ -73,7 +74,10 @@ class TelemetryController(Controller):
         return body
 
     @post("/{job_type:str}/{job_id:str}", guards=[require_agent])
-    async def update(self, state: State, job_type: JobType, job_id: JobIdParam, data: TelemetryUpdate) -> Response:
-        """One update. Running: 202 once queued. Terminal (completed, failed, cancelled): 200 once durable."""
+    async def update(self, state: State, request: Request, job_type: JobType, job_id: JobIdParam) -> Response:
+        """One update (body: TelemetryUpdate: bytes_transferred, total_bytes, transfer_speed_bps, progress_percent
+        0-100, current_phase, optional status running|completed|failed|cancelled, disk_index, worker_count,
+        error_message, timestamp). Running: 202 once queued. Terminal: 200 once durable. Finished job: 409."""
+        data = decode_strict(await request.body(), _update_decoder)
         result = await state.ingest.submit(job_type, job_id, data)
         return Response(result.body, status_code=result.status)

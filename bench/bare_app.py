@@ -1,0 +1,74 @@
+"""Reference app for bench/ingest_http.py: bare Litestar + msgspec, no I/O.
+
+One `POST /api/v1/telemetry/{job_type}/{job_id}` endpoint that decodes the very same msgspec struct the
+API uses (`pipeline.ingest.models.TelemetryUpdate`), does nothing with it, and answers 202 with a small
+JSON body, like the real endpoint. No guards, no stores, no background tasks: the ceiling that Litestar
+and the ASGI server reach on this machine, against which the real endpoint is compared.
+
+Served exactly like `sendense api` serves the real app (same server, same options):
+
+    python bench/bare_app.py --server granian --port 28092
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+for path in (str(BENCH_DIR), str(BENCH_DIR.parent)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from litestar import Litestar, Response, post  # noqa: E402
+
+from pipeline.ingest.models import TelemetryUpdate  # noqa: E402
+
+
+@post("/api/v1/telemetry/{job_type:str}/{job_id:str}")
+async def update(job_type: str, job_id: str, data: TelemetryUpdate) -> Response:
+    return Response({"job_id": job_id, "accepted": True}, status_code=202)
+
+
+def create_app() -> Litestar:
+    return Litestar(route_handlers=[update], openapi_config=None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
+    parser.add_argument("--port", type=int, default=28092)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    # The same calls as pipeline/cli.py cmd_api, so both apps run under identical server settings.
+    if args.server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian(
+            "bare_app:create_app",
+            address=args.host,
+            port=args.port,
+            interface=Interfaces.ASGI,
+            factory=True,
+            log_access=False,
+            working_dir=BENCH_DIR,
+        ).serve()
+    else:
+        import uvicorn
+
+        uvicorn.run(
+            "bare_app:create_app",
+            host=args.host,
+            port=args.port,
+            factory=True,
+            log_level="warning",
+            access_log=False,
+            app_dir=str(BENCH_DIR),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
