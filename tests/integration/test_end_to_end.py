@@ -30,9 +30,7 @@ def _create(agent, vm_name: str, **extra) -> str:
 
 
 def _summary_points(influx, job_id: str) -> list[dict]:
-    results = influx.query(
-        'SELECT * FROM "job_summaries"."job_summary" WHERE job_id = $job_id', {"job_id": job_id}
-    )
+    results = influx.query('SELECT * FROM "job_summaries"."job_summary" WHERE job_id = $job_id', {"job_id": job_id})
     series = results[0].get("series", []) if results else []
     return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
 
@@ -62,9 +60,7 @@ def test_completed_job_goes_from_live_points_to_rolled_up_summary(agent, influx,
     for i in range(1, 21):
         response = agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=20))
         assert response.status_code == 202, response.text
-        assert agent.post(
-            f"/telemetry/backup/{job_id}", json=update_body(i, total=20, disk_index=0)
-        ).status_code == 202
+        assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=20, disk_index=0)).status_code == 202
     wait_idle(agent)
 
     assert count_points(influx, job_id, where="AND disk_index = ''") == 20
