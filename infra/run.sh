@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole system on this machine: install, start InfluxDB and MariaDB, migrate, then run the API,
+# the scheduler and the telemetry simulator (and the dashboard, once built), printing where to look.
+# Ctrl-C stops the Python processes; `bash infra/influxdb.sh stop` and `bash infra/mariadb.sh stop`
+# stop the servers.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+bash "$INFRA_DIR/install.sh"
+tokens=$STATE_DIR/tokens.env
+if [ ! -f "$tokens" ]; then
+  # Generated once and kept, so agents and dashboards configured with them keep working.
+  gen() { "$PROJECT_DIR/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+  umask 077
+  printf 'SENDENSE_AGENT_TOKENS=%s\nSENDENSE_VIEWER_TOKENS=%s\n' "$(gen)" "$(gen)" > "$tokens"
+  log "generated API tokens in $tokens"
+fi
+set -a; source "$tokens"; set +a
+: "${SENDENSE_DASHBOARD_TOKEN:=${SENDENSE_VIEWER_TOKENS%%,*}}"
+export SENDENSE_DASHBOARD_TOKEN SENDENSE_STATE_DIR=$STATE_DIR
+export SENDENSE_INFLUX_URL=${SENDENSE_INFLUX_URL:-http://127.0.0.1:$INFLUX_PORT}
+export SENDENSE_MYSQL_URL=${SENDENSE_MYSQL_URL:-mysql+pymysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MYSQL_PORT/$MYSQL_DATABASE?charset=utf8mb4}
+bash "$INFRA_DIR/influxdb.sh" start
+bash "$INFRA_DIR/mariadb.sh" start
+exec "$PROJECT_DIR/.venv/bin/sendense" demo "$@"
