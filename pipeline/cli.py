@@ -25,6 +25,7 @@ def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def _is_loopback(host: str) -> bool:
@@ -149,7 +150,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     def spawn(name: str, *extra: str) -> None:
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        children.append((name, subprocess.Popen([*exe, *extra], stdout=out, stderr=subprocess.STDOUT)))
+        # Own sessions: Ctrl-C reaches only this supervisor, which stops the children in order.
+        proc = subprocess.Popen([*exe, *extra], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        children.append((name, proc))
 
     spawn("api", "api")
     _wait_for_api(settings)
