@@ -74,19 +74,19 @@ def influx(settings):
     client.close()
 
 
+def _client(api: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{api}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
 @pytest.fixture
 def agent(api: str, stack: DevStack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{api}/api/v1", headers={"Authorization": f"Bearer {stack.agent_token}"}, timeout=30
-    ) as client:
+    with _client(api, stack.agent_token) as client:
         yield client
 
 
 @pytest.fixture
 def viewer(api: str, stack: DevStack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{api}/api/v1", headers={"Authorization": f"Bearer {stack.viewer_token}"}, timeout=30
-    ) as client:
+    with _client(api, stack.viewer_token) as client:
         yield client
 
 
