@@ -10,6 +10,8 @@ MYSQL_DATABASE=${SENDENSE_MYSQL_DATABASE:-migratekit_oma}
 MYSQL_USER=${SENDENSE_MYSQL_USER:-oma_user}
 MYSQL_PASSWORD=${SENDENSE_MYSQL_PASSWORD:-oma_password}
 mkdir -p "$STATE_DIR"
+# Absolute, since mariadbd resolves relative paths against its data directory.
+STATE_DIR=$(cd "$STATE_DIR" && pwd)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 

@@ -92,10 +92,16 @@ def viewer(api: str, stack: DevStack) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def scheduler_jobs(settings):
-    """The scheduler's three jobs, run by hand so a test decides when the rollup happens."""
+    """The scheduler's three jobs, run by hand so a test decides when the rollup happens.
+
+    One run rolls up every finished job, not a batch, so a test's job is never left behind others.
+    """
+    import dataclasses
+
     from pipeline.scheduler import SchedulerJobs
 
-    jobs = SchedulerJobs(settings)
+    unbounded = dataclasses.replace(settings.scheduler, rollup_batch=1_000_000)
+    jobs = SchedulerJobs(dataclasses.replace(settings, scheduler=unbounded))
     yield jobs
     jobs.close()
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from anyio import to_thread
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text
-from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy import Connection, Engine, insert
 
-from pipeline.db.tables import backup_disks, backup_jobs, job_telemetry_snapshots
+from pipeline.db.tables import job_telemetry_snapshots
 
-__all__ = ["DiskState", "JobState", "JobStateCoalescer", "PendingWrites"]
+__all__ = ["DiskState", "JobState", "JobStateCoalescer", "PendingWrites", "write_pending"]
 
 log = logging.getLogger(__name__)
 
@@ -54,74 +53,67 @@ class PendingWrites:
         return bool(self.jobs or self.disks or self.mirror)
 
 
-def _job_update_sql(count: int) -> str:
-    # One statement for many jobs: a derived table of the new values joined to backup_jobs.
-    # Only pending/running rows change, so a late flush never overwrites a finished job.
-    rows = " UNION ALL ".join(
-        f"SELECT :id{i} AS id, :bt{i} AS bt, :tb{i} AS tb, :sp{i} AS sp, :pp{i} AS pp, :ph{i} AS ph, "
-        f"CAST(:at{i} AS DATETIME(6)) AS at, CAST(:fa{i} AS DATETIME(6)) AS fa"
-        for i in range(count)
-    )
-    return (
-        f"UPDATE backup_jobs AS b JOIN ({rows}) AS v ON b.id = v.id "
-        "SET b.bytes_transferred = v.bt, b.total_bytes = v.tb, b.transfer_speed_bps = v.sp, "
-        "b.progress_percent = v.pp, b.current_phase = v.ph, b.last_telemetry_at = v.at, "
-        "b.started_at = COALESCE(b.started_at, v.fa), b.status = 'running' "
-        "WHERE b.status IN ('pending', 'running')"
-    )
+# The latest state of many jobs lands in a per-connection temporary table with one multi-row INSERT
+# (PyMySQL's executemany escapes the values), then one UPDATE ... JOIN applies it. Building one
+# statement with thousands of named parameters instead cost ~0.2 s of CPU per 1,000 jobs.
+_STAGING_DDL = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS job_state_staging ("
+    "id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL PRIMARY KEY, "
+    "bt BIGINT NOT NULL, tb BIGINT NOT NULL, sp BIGINT NOT NULL, pp DECIMAL(5,2) NOT NULL, "
+    "ph VARCHAR(100) CHARACTER SET utf8mb4 NOT NULL, at DATETIME(6) NOT NULL, fa DATETIME(6) NOT NULL)"
+)
+_STAGE = "INSERT INTO job_state_staging (id, bt, tb, sp, pp, ph, at, fa) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+# Only pending/running rows change, so a late flush never overwrites a finished job.
+_APPLY = (
+    "UPDATE backup_jobs AS b JOIN job_state_staging AS v ON b.id = v.id "
+    "SET b.bytes_transferred = v.bt, b.total_bytes = v.tb, b.transfer_speed_bps = v.sp, "
+    "b.progress_percent = v.pp, b.current_phase = v.ph, b.last_telemetry_at = v.at, "
+    "b.started_at = COALESCE(b.started_at, v.fa), b.status = 'running' "
+    "WHERE b.status IN ('pending', 'running')"
+)
+# Only the jobs that finished elsewhere (the reaper, another API) matter to the caller's registry.
+_FINISHED = (
+    "SELECT b.id, b.status FROM backup_jobs AS b JOIN job_state_staging AS v ON b.id = v.id "
+    "WHERE b.status IN ('completed', 'failed', 'cancelled')"
+)
+_DISKS = (
+    "INSERT INTO backup_disks (job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE size_bytes = VALUES(size_bytes), "
+    "bytes_transferred = VALUES(bytes_transferred), progress_percent = VALUES(progress_percent), "
+    "status = VALUES(status)"
+)
 
 
 def write_pending(conn: Connection, pending: PendingWrites) -> dict[str, str]:
-    """Write one set of pending state; returns the current status of every job touched."""
-    touched: set[str] = set()
+    """Write one set of pending state in the caller's transaction; returns {job_id: status} of touched jobs
+    that have finished meanwhile."""
+    statuses: dict[str, str] = {}
     if pending.jobs:
-        params: dict[str, object] = {}
-        for i, (job_id, s) in enumerate(pending.jobs.items()):
-            params |= {
-                f"id{i}": job_id,
-                f"bt{i}": s.bytes_transferred,
-                f"tb{i}": s.total_bytes,
-                f"sp{i}": s.transfer_speed_bps,
-                f"pp{i}": round(s.progress_percent, 2),
-                f"ph{i}": s.current_phase,
-                f"at{i}": s.at,
-                f"fa{i}": s.first_at,
-            }
-        conn.execute(text(_job_update_sql(len(pending.jobs))), params)
-        touched.update(pending.jobs)
+        # Creating a temporary table does not end the transaction (unlike other DDL); a no-op once it exists.
+        conn.exec_driver_sql(_STAGING_DDL)
+        conn.exec_driver_sql("DELETE FROM job_state_staging")
+        conn.exec_driver_sql(
+            _STAGE,
+            [
+                (job_id, s.bytes_transferred, s.total_bytes, s.transfer_speed_bps, round(s.progress_percent, 2),
+                 s.current_phase, s.at, s.first_at)
+                for job_id, s in pending.jobs.items()
+            ],
+        )  # fmt: skip
+        conn.exec_driver_sql(_APPLY)
+        statuses = {row[0]: row[1] for row in conn.exec_driver_sql(_FINISHED)}
+        conn.exec_driver_sql("DELETE FROM job_state_staging")
     if pending.disks:
-        rows = [
-            {
-                "job_id": job_id,
-                "disk_index": disk_index,
-                "size_bytes": d.total_bytes,
-                "bytes_transferred": d.bytes_transferred,
-                "progress_percent": round(d.progress_percent, 2),
-                "status": d.status,
-            }
-            for (job_id, disk_index), d in pending.disks.items()
-        ]
-        stmt = mysql_insert(backup_disks).values(rows)
-        conn.execute(
-            stmt.on_duplicate_key_update(
-                size_bytes=stmt.inserted.size_bytes,
-                bytes_transferred=stmt.inserted.bytes_transferred,
-                progress_percent=stmt.inserted.progress_percent,
-                status=stmt.inserted.status,
-            )
+        conn.exec_driver_sql(
+            _DISKS,
+            [
+                (job_id, disk_index, d.total_bytes, d.bytes_transferred, round(d.progress_percent, 2), d.status)
+                for (job_id, disk_index), d in pending.disks.items()
+            ],
         )
-        touched.update(job_id for job_id, _ in pending.disks)
     if pending.mirror:
         conn.execute(insert(job_telemetry_snapshots), pending.mirror)
-    if not touched:
-        return {}
-    statuses = conn.execute(
-        select(backup_jobs.c.id, backup_jobs.c.status).where(
-            backup_jobs.c.id.in_(bindparam("ids", expanding=True))
-        ),
-        {"ids": sorted(touched)},
-    )
-    return {row.id: row.status for row in statuses}
+    return statuses
 
 
 class JobStateCoalescer:

@@ -13,7 +13,13 @@ from sqlalchemy import Engine, func
 from sqlalchemy import update as sql_update
 
 from pipeline.db.tables import backup_disks, backup_jobs
-from pipeline.ingest.coalescer import DiskState, JobState, JobStateCoalescer, PendingWrites, write_pending
+from pipeline.ingest.coalescer import (
+    DiskState,
+    JobState,
+    JobStateCoalescer,
+    PendingWrites,
+    write_pending,
+)
 from pipeline.ingest.models import TERMINAL_STATUSES, BatchUpdate, TelemetryUpdate
 from pipeline.ingest.registry import JobEntry, JobRegistry
 from pipeline.settings import Settings
@@ -212,7 +218,8 @@ class TelemetryIngest:
         self, entry: JobEntry, update: TelemetryUpdate, pending: PendingWrites, at: datetime, flushed: bool
     ) -> bool:
         first_at = min((s.first_at for s in pending.jobs.values()), default=at)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
+            tx = conn.begin()
             write_pending(conn, pending)
             result = conn.execute(
                 sql_update(backup_jobs)
@@ -232,21 +239,20 @@ class TelemetryIngest:
                 )
             )
             if result.rowcount == 0:
-                conn.rollback()
+                tx.rollback()
                 return False
             conn.execute(
                 sql_update(backup_disks)
                 .where(backup_disks.c.job_id == entry.job_id, backup_disks.c.status.in_(("pending", "running")))
                 .values(status=update.status)
             )
+            tx.commit()
         return True
 
     async def _clear_pending(self, job_id: str) -> None:
         def clear() -> None:
             with self.engine.begin() as conn:
-                conn.execute(
-                    sql_update(backup_jobs).where(backup_jobs.c.id == job_id).values(telemetry_pending=False)
-                )
+                conn.execute(sql_update(backup_jobs).where(backup_jobs.c.id == job_id).values(telemetry_pending=False))
 
         try:
             await to_thread.run_sync(clear)
@@ -269,4 +275,3 @@ class TelemetryIngest:
             except IngestError as exc:
                 rejected.append({"index": index, "status": exc.status, "detail": exc.detail})
         return {"accepted": accepted, "rejected": rejected}
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from pipeline.db.tables import backup_jobs
 from tests.support.probes import count_points, count_series, mirror_rows, update_body, wait_for, wait_idle
@@ -157,7 +157,14 @@ def test_stale_running_job_is_failed_by_the_reaper_and_rolled_up(agent, influx, 
     assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(1)).status_code == 202
     wait_idle(agent)
     wait_for(lambda: agent.get(f"/backups/{job_id}").json()["status"] == "running", what="running")
-    reaped = reap_stale_jobs(engine, stale_after=0.0)
+    # Silent for two hours (other tests' jobs are recent, so only leftovers of old runs are reaped too).
+    with engine.begin() as conn:
+        conn.execute(
+            update(backup_jobs)
+            .where(backup_jobs.c.id == job_id)
+            .values(last_telemetry_at=func.date_sub(func.utc_timestamp(6), text("INTERVAL 2 HOUR")))
+        )
+    reaped = reap_stale_jobs(engine, stale_after=3600)
     assert job_id in reaped
     job = agent.get(f"/backups/{job_id}").json()
     assert job["status"] == "failed" and job["error_message"].startswith("telemetry timeout")
