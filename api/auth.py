@@ -35,10 +35,11 @@ def _role(connection: ASGIConnection) -> str:
     raise NotAuthorizedException("the bearer token is not valid", headers=_CHALLENGE)
 
 
-def require_reader(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+# Async on purpose: Litestar runs a sync guard in a worker thread, a costly hop on every request.
+async def require_reader(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     _role(connection)
 
 
-def require_agent(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def require_agent(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     if _role(connection) != "agent":
         raise PermissionDeniedException("viewer tokens may only read; this needs an agent token")

@@ -18,6 +18,7 @@ __all__ = [
     "DiskSpec",
     "JobId",
     "JobStatus",
+    "JOB_TYPES",
     "JobType",
     "MachineSpec",
     "Name",
@@ -30,7 +31,7 @@ __all__ = [
 MAX_BIGINT = 2**63 - 1
 
 # Job ids reach InfluxDB tags, SQL and URLs: a safe ASCII character set, bounded.
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z"
 JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN, description="Letters, digits, '.', '_', '-'; 1-255 chars")]
 
 # VM names and repository ids are what hypervisors allow (spaces, quotes, commas, parentheses,
@@ -65,6 +66,7 @@ BackupType = Literal["full", "incremental", "differential"]
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 UpdateStatus = Literal["running", "completed", "failed", "cancelled"]
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+JOB_TYPES = frozenset({"backup", "restore", "replication"})
 
 
 class TelemetryUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -84,7 +84,14 @@ def test_agent_timestamp_is_the_point_time(agent, influx, running_job):
 
 @pytest.mark.parametrize(
     "job_path",
-    ["backup/" + "a" * 256, "backup/has%20space", "backup/-leading-dash", "backup/semi;colon", "explode/job-1"],
+    [
+        "backup/" + "a" * 256,
+        "backup/has%20space",
+        "backup/-leading-dash",
+        "backup/semi;colon",
+        "explode/job-1",
+        "backup/job-1%0A",
+    ],
 )
 def test_bad_path_is_refused(agent, job_path):
     response = agent.post(f"/telemetry/{job_path}", json=GOOD_UPDATE)
@@ -205,3 +212,8 @@ class TestAccess:
         assert httpx.get(f"{api}/api/v1/health/ready").status_code == 200
         schema = httpx.get(f"{api}/api/v1/schema/openapi.json").json()
         assert "/api/v1/telemetry/history/{job_id}" in schema["paths"]
+
+
+def test_history_refuses_a_bad_job_id(agent):
+    assert agent.get("/telemetry/history/job-1%0A").status_code == 400
+    assert agent.get("/telemetry/history/no-such-job-at-all").status_code == 404

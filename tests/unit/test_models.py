@@ -50,3 +50,10 @@ def test_tokens_are_comma_separated(monkeypatch):
     monkeypatch.setenv("SENDENSE_AGENT_TOKENS", " a, b ,,")
     settings = load_settings()
     assert settings.api.agent_tokens == ("a", "b") and settings.api.auth_enabled
+
+
+@pytest.mark.parametrize("job_id", ["job-1\n", "job 1", "", "-job", "j" * 256, "jöb"])
+def test_unsafe_job_ids_are_refused(job_id):
+    body = msgspec.json.encode({"vm_name": "v", "backup_type": "full", "repository_id": "r", "backup_id": job_id})
+    with pytest.raises(msgspec.ValidationError, match="backup_id"):
+        msgspec.json.decode(body, type=CreateBackup)
