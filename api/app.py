@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
+from api.auth import BearerAuth
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.backups import BackupController
 from api.routes.health import HealthController
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     v1 = Router(
         path="/api/v1",
         route_handlers=[BackupController, TelemetryController, MachineController, HealthController],
+        middleware=[DefineMiddleware(BearerAuth, settings=settings.api)],
     )
     app = Litestar(
         route_handlers=[v1],

@@ -60,9 +60,7 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     else:
         import uvicorn
 
-        uvicorn.run(
-            "api.app:create_app", host=host, port=port, factory=True, log_level="warning", access_log=False
-        )
+        uvicorn.run("api.app:create_app", host=host, port=port, factory=True, log_level="warning", access_log=False)
     return 0
 
 

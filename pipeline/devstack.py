@@ -63,9 +63,7 @@ class DevStack:
 
     def server_running(self, script: str) -> bool:
         env = {**os.environ, **self.env()}
-        result = subprocess.run(
-            ["bash", str(PROJECT_DIR / "infra" / script), "status"], env=env, capture_output=True
-        )
+        result = subprocess.run(["bash", str(PROJECT_DIR / "infra" / script), "status"], env=env, capture_output=True)
         return result.returncode == 0
 
     def start_servers(self) -> None:

@@ -142,4 +142,3 @@ class TelemetryHistory:
             }
             for r in rows
         ]
-

@@ -9,7 +9,6 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 
-from api.auth import require_reader
 from pipeline.machines import get_machine, list_machines
 
 __all__ = ["MachineController"]
@@ -19,12 +18,12 @@ class MachineController(Controller):
     path = "/machines"
     tags = ["machines"]
 
-    @get(guards=[require_reader], sync_to_thread=True)
+    @get(sync_to_thread=True)
     def list(self, state: State) -> dict:
         """One row per VM: latest job, success rate (completed ÷ (completed + failed)), sizes."""
         return list_machines(state.engine)
 
-    @get("/{vm_name:str}", guards=[require_reader], sync_to_thread=True)
+    @get("/{vm_name:str}", sync_to_thread=True)
     def one(self, state: State, vm_name: Annotated[str, Parameter(min_length=1, max_length=255)]) -> dict:
         """VM details, KPIs and analytics: totals, success rate, average size and duration, trend per job."""
         machine = get_machine(state.engine, vm_name)

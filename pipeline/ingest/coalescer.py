@@ -6,16 +6,21 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from anyio import to_thread
 from sqlalchemy import Connection, Engine, insert
 
 from pipeline.db.tables import job_telemetry_snapshots
 
-__all__ = ["DiskState", "JobState", "JobStateCoalescer", "PendingWrites", "write_pending"]
+__all__ = ["DiskState", "JobState", "JobStateCoalescer", "PendingWrites", "utc_naive", "write_pending"]
 
 log = logging.getLogger(__name__)
+
+
+def utc_naive(ns: int) -> datetime:
+    """Epoch nanoseconds as the naive UTC datetime the database columns hold."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).replace(tzinfo=None)
 
 
 @dataclass(slots=True)
@@ -27,8 +32,9 @@ class JobState:
     transfer_speed_bps: int
     progress_percent: float
     current_phase: str
-    at: datetime
-    first_at: datetime
+    # Nanoseconds since the epoch: turned into datetimes only when flushed, once per job.
+    at_ns: int
+    first_at_ns: int
 
 
 @dataclass(slots=True)
@@ -96,7 +102,7 @@ def write_pending(conn: Connection, pending: PendingWrites) -> dict[str, str]:
             _STAGE,
             [
                 (job_id, s.bytes_transferred, s.total_bytes, s.transfer_speed_bps, round(s.progress_percent, 2),
-                 s.current_phase, s.at, s.first_at)
+                 s.current_phase, utc_naive(s.at_ns), utc_naive(s.first_at_ns))
                 for job_id, s in pending.jobs.items()
             ],
         )  # fmt: skip
@@ -136,7 +142,7 @@ class JobStateCoalescer:
     def update_job(self, job_id: str, state: JobState) -> None:
         previous = self._pending.jobs.get(job_id)
         if previous is not None:
-            state.first_at = previous.first_at
+            state.first_at_ns = previous.first_at_ns
         self._pending.jobs[job_id] = state
 
     def update_disk(self, job_id: str, disk_index: int, state: DiskState) -> None:
@@ -199,7 +205,7 @@ class JobStateCoalescer:
             if newer is None:
                 self._pending.jobs[job_id] = state
             else:
-                newer.first_at = state.first_at
+                newer.first_at_ns = state.first_at_ns
         for key, state in failed.disks.items():
             self._pending.disks.setdefault(key, state)
         self._pending.mirror[:0] = failed.mirror

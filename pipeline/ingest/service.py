@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from anyio import to_thread
 from sqlalchemy import Engine, func
@@ -18,6 +18,7 @@ from pipeline.ingest.coalescer import (
     JobState,
     JobStateCoalescer,
     PendingWrites,
+    utc_naive,
     write_pending,
 )
 from pipeline.ingest.models import TERMINAL_STATUSES, BatchUpdate, TelemetryUpdate
@@ -46,10 +47,6 @@ class IngestError(Exception):
 class IngestResult:
     status: int
     body: dict
-
-
-def _utc_naive(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC).replace(tzinfo=None)
 
 
 class TelemetryIngest:
@@ -149,7 +146,6 @@ class TelemetryIngest:
             self.batcher.add(line)
         except BufferFull as exc:
             raise IngestError(503, f"telemetry buffer full, retry later: {exc}", retry_after=5) from exc
-        at = _utc_naive(ts_ns)
         if update.disk_index is None:
             self.coalescer.update_job(
                 entry.job_id,
@@ -159,8 +155,8 @@ class TelemetryIngest:
                     update.transfer_speed_bps,
                     update.progress_percent,
                     update.current_phase,
-                    at,
-                    at,
+                    ts_ns,
+                    ts_ns,
                 ),
             )
         else:
@@ -170,7 +166,7 @@ class TelemetryIngest:
                 DiskState(update.bytes_transferred, update.total_bytes, update.progress_percent, update.status),
             )
         if entry.mirror_due(update.disk_index, self.settings.ingest.snapshot_interval, time.monotonic()):
-            self.coalescer.mirror(self._mirror_row(entry, update, at, update.current_phase))
+            self.coalescer.mirror(self._mirror_row(entry, update, utc_naive(ts_ns), update.current_phase))
 
     async def submit(self, job_type: str, job_id: str, update: TelemetryUpdate) -> IngestResult:
         entry = await self.entry(job_type, job_id)
@@ -193,7 +189,7 @@ class TelemetryIngest:
                 raise IngestError(503, f"telemetry buffer full, retry later: {exc}", retry_after=5) from exc
             flushed = await self.batcher.wait_written(seq, self.settings.ingest.terminal_flush_timeout)
             pending = self.coalescer.take_job(entry.job_id)
-            at = _utc_naive(ts_ns)
+            at = utc_naive(ts_ns)
             pending.mirror.append(self._mirror_row(entry, update, at, update.status))
             try:
                 committed = await to_thread.run_sync(self._commit_terminal, entry, update, pending, at, flushed)
@@ -217,7 +213,7 @@ class TelemetryIngest:
     def _commit_terminal(
         self, entry: JobEntry, update: TelemetryUpdate, pending: PendingWrites, at: datetime, flushed: bool
     ) -> bool:
-        first_at = min((s.first_at for s in pending.jobs.values()), default=at)
+        first_at = min((utc_naive(s.first_at_ns) for s in pending.jobs.values()), default=at)
         with self.engine.connect() as conn:
             tx = conn.begin()
             write_pending(conn, pending)

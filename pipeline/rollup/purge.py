@@ -74,9 +74,7 @@ class TelemetryPurger:
         with self.engine.begin() as conn:
             conn.execute(delete(job_telemetry_snapshots).where(job_telemetry_snapshots.c.job_id == job.id))
             conn.execute(
-                update(backup_jobs)
-                .where(backup_jobs.c.id == job.id)
-                .values(purged_at=now, telemetry_pending=False)
+                update(backup_jobs).where(backup_jobs.c.id == job.id).values(purged_at=now, telemetry_pending=False)
             )
 
     def retry_unfinished(self, limit: int = 500) -> int:
