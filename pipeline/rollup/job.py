@@ -84,7 +84,10 @@ class RollupJob:
                     completed_at=_epoch(job.completed_at),
                     disks=disks,
                     max_chart_points=self.settings.chart_max_points,
+                    # Room for the byte totals added below, so the summary stays under 8 KB.
+                    max_bytes=8000 - 100,
                 )
+                metrics.update(self.reader.totals(job.id))
                 conn.execute(
                     update(backup_jobs)
                     .where(backup_jobs.c.id == job.id)

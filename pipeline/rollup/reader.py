@@ -19,28 +19,46 @@ class TelemetryReader:
         self.influx = influx
         self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
 
-    def samples(self, job_id: str, chunk_size: int = 20_000) -> SampleColumns:
-        """Every job-level point, in time order, without holding InfluxDB's whole answer in memory."""
+    def samples(self, job_id: str, chunk_size: int = 50_000) -> SampleColumns:
+        """Every job-level point's time, speed, progress and phase, in time order, streamed in chunks.
+
+        Only the columns the curve needs are read: InfluxDB's time to answer grows with every field
+        selected. Bytes and worker counts come from `totals`, aggregated by InfluxDB.
+        """
         columns = SampleColumns()
-        query = (
-            "SELECT transfer_speed_bps, progress_percent, current_phase, bytes_transferred, total_bytes, "
-            f"worker_count FROM {self.source} {_JOB_LEVEL}"
-        )
+        query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {_JOB_LEVEL}"
         for series in self.influx.query_chunks(query, {"job_id": job_id}, epoch="ms", chunk_size=chunk_size):
             rows = series.get("values") or []
             if not rows:
                 continue
-            t, speed, progress, phase, sent, total, workers = zip(*rows, strict=True)
+            t, speed, progress, phase = zip(*rows, strict=True)
+            zeros = [0] * len(rows)
             columns.extend(
                 [ms / 1000.0 for ms in t],
                 [int(v or 0) for v in speed],
                 [float(v or 0.0) for v in progress],
                 [v or "" for v in phase],
-                [int(v or 0) for v in sent],
-                [int(v or 0) for v in total],
-                [None if v is None else int(v) for v in workers],
+                zeros,
+                zeros,
+                [None] * len(rows),
             )
         return columns
+
+    def totals(self, job_id: str) -> dict[str, int | None]:
+        """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""
+        result = self.influx.query(
+            f"SELECT last(bytes_transferred), last(total_bytes), max(worker_count) FROM {self.source} {_JOB_LEVEL}",
+            {"job_id": job_id},
+        )
+        series = result[0].get("series") if result else None
+        if not series:
+            return {"bytes_transferred": 0, "total_bytes": 0, "max_worker_count": None}
+        _, sent, total, workers = series[0]["values"][0]
+        return {
+            "bytes_transferred": int(sent or 0),
+            "total_bytes": int(total or 0),
+            "max_worker_count": None if workers is None else int(workers),
+        }
 
     def disks(self, job_id: str) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
+import msgspec
 
 from pipeline.settings import InfluxSettings
 
@@ -149,7 +150,7 @@ class SyncInflux(_Requests):
                 for line in response.iter_lines():
                     if not line.strip():
                         continue
-                    for result in self.results(json.loads(line)):
+                    for result in self.results(msgspec.json.decode(line)):
                         yield from result.get("series", [])
         except httpx.HTTPError as exc:
             raise self.unreachable(exc) from exc

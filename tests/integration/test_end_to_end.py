@@ -89,6 +89,7 @@ def test_completed_job_goes_from_live_points_to_rolled_up_summary(agent, influx,
     assert scheduler_jobs.roll_up() >= 1
     metrics = _assert_rolled_up(agent, influx, engine, job_id, "completed")
     assert metrics["snapshots_recorded"] == 21
+    assert metrics["bytes_transferred"] == 200 and metrics["total_bytes"] == 200
     assert metrics["peak_speed_bps"] == 1_600_000
     assert metrics["min_speed_bps"] == 1_000_000
     assert metrics["chart_data"][-1]["phase"] == "completed"
