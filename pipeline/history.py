@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from datetime import datetime
 
 from anyio import to_thread
@@ -26,9 +27,12 @@ NO_DATA = "No telemetry data available for this job"
 class TelemetryHistory:
     """Reads a job's history: its rolled-up summary, else its raw points, else says there is none."""
 
-    def __init__(self, engine: Engine, influx: AsyncInflux, raw_rp: str) -> None:
+    def __init__(self, engine: Engine, influx: AsyncInflux, raw_rp: str, *, cache_size: int = 5000) -> None:
         self.engine = engine
         self.influx = influx
+        # A rolled-up answer never changes (the summary is written once), so it is kept in memory.
+        self._rolled_up: OrderedDict[str, dict] = OrderedDict()
+        self.cache_size = cache_size
         self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
 
     def _job(self, job_id: str):
@@ -49,16 +53,24 @@ class TelemetryHistory:
 
     async def get(self, job_id: str) -> dict | None:
         """The history response for one job, or None if the job does not exist."""
+        cached = self._rolled_up.get(job_id)
+        if cached is not None:
+            self._rolled_up.move_to_end(job_id)
+            return cached
         job = await to_thread.run_sync(self._job, job_id)
         if job is None:
             return None
         if job.performance_metrics is not None:
-            return {
+            answer = {
                 "job_id": job_id,
                 "status": job.status,
                 "data_source": "rolled_up",
                 "performance_metrics": job.performance_metrics,
             }
+            self._rolled_up[job_id] = answer
+            if len(self._rolled_up) > self.cache_size:
+                self._rolled_up.popitem(last=False)
+            return answer
         if job.status == "running" or job.status in TERMINAL_STATUSES:
             chart, source = await self._chart(job_id)
             if chart or job.status == "running":
@@ -105,7 +117,8 @@ class TelemetryHistory:
             query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {where}"
         else:
             # Long jobs: InfluxDB aggregates into at most LIVE_CHART_POINTS buckets (a few ms for a day of points).
-            bucket_s = max(1, math.ceil((last_ms - first_ms) / 1000 / LIVE_CHART_POINTS))
+            # Buckets align to the epoch, not to the first point, so a span can touch one more bucket.
+            bucket_s = max(1, math.ceil((last_ms - first_ms) / 1000 / (LIVE_CHART_POINTS - 1)))
             query = (
                 f"SELECT mean(transfer_speed_bps), last(progress_percent), last(current_phase) FROM {self.source} "
                 f"{where} AND time >= {first_ms}ms AND time <= {last_ms}ms GROUP BY time({bucket_s}s) fill(none)"

@@ -110,8 +110,8 @@ class ApiSettings:
 class IngestSettings:
     """Buffers between the request path and the stores."""
 
-    batch_size: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_BATCH_SIZE", 5000))
-    """Points per InfluxDB write request."""
+    batch_size: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_BATCH_SIZE", 20_000))
+    """Most points per InfluxDB write request (larger batches measured faster end to end)."""
     flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_INGEST_FLUSH_INTERVAL", 0.2))
     """Seconds a point may wait in the batcher before it is written."""
     max_buffered_points: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_MAX_BUFFERED", 1_000_000))
