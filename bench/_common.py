@@ -45,6 +45,13 @@ UPDATE_BODY = {
 }
 
 
+def msgspec_json(obj: object) -> str:
+    """Compact JSON text (what agents send)."""
+    import msgspec
+
+    return msgspec.json.encode(obj).decode()
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -107,6 +114,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: RSS with pages shared between processes (a fork's) split between them."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return rss_mb(pid)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Memory of a process plus its direct children (granian's worker is a forked child of `sendense api`).
+
+    Summed as PSS, so that pages the fork shares with its parent are not counted twice.
+    """
+    return pss_mb(pid) + sum(pss_mb(child) for child in children(pid))
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -119,17 +152,14 @@ def rss_mb(pid: int) -> float:
 
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds of a process and its direct children (granian runs its worker as a child process)."""
-    total = cpu_seconds(pid)
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            total += cpu_seconds(int(child))
-    return total
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children(pid))
 
 
 def server_pids() -> dict[str, int]:
     """PIDs of the bench InfluxDB and MariaDB (from the infra scripts' pid files)."""
     pids = {}
-    for name, path in (("influxd", STATE_DIR / "influxdb/influxd.pid"), ("mariadbd", STATE_DIR / "mariadb/mariadbd.pid")):
+    files = (("influxd", STATE_DIR / "influxdb/influxd.pid"), ("mariadbd", STATE_DIR / "mariadb/mariadbd.pid"))
+    for name, path in files:
         with contextlib.suppress(OSError, ValueError):
             pids[name] = int(path.read_text().strip())
     return pids
@@ -138,7 +168,7 @@ def server_pids() -> dict[str, int]:
 # --- API helpers ----------------------------------------------------------------------------------
 
 
-async def create_jobs(api_url: str, job_ids: Sequence[str], *, concurrency: int = 16, prime: bool = True) -> None:
+async def create_jobs(api_url: str, job_ids: Sequence[str], *, concurrency: int = 4, prime: bool = True) -> None:
     """Create jobs through `POST /api/v1/backups` and (prime=True) send each one running update."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for job_id in job_ids:
@@ -150,7 +180,8 @@ async def create_jobs(api_url: str, job_ids: Sequence[str], *, concurrency: int 
                 job_id = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            body = {"vm_name": f"vm {job_id}", "backup_type": "full", "repository_id": "bench-repo", "backup_id": job_id}
+            body = {"vm_name": f"vm {job_id}", "backup_type": "full", "repository_id": "bench-repo"}
+            body["backup_id"] = job_id
             r = await client.post("/api/v1/backups", json=body)
             if r.status_code != 201:
                 raise RuntimeError(f"creating {job_id}: {r.status_code} {r.text[:200]}")
@@ -167,14 +198,18 @@ def readiness(api_url: str) -> dict:
     return httpx.get(f"{api_url}/api/v1/health/ready", timeout=10.0).json()
 
 
-def wait_backlog_zero(api_url: str, timeout: float = 120.0) -> dict:
-    """Wait until the API's point buffer and state buffer are empty; returns the last readiness body."""
+def wait_backlog_zero(api_url: str, timeout: float = 120.0, *, state: bool = False) -> dict:
+    """Wait until the API's point buffer (and, with state=True, its state buffer) is empty.
+
+    Returns the last readiness body.
+    """
     deadline = time.monotonic() + timeout
     body: dict = {}
     while time.monotonic() < deadline:
         body = readiness(api_url)
         checks = body.get("checks", {})
-        if checks.get("point_buffer", {}).get("backlog") == 0 and checks.get("state_buffer", {}).get("backlog") == 0:
+        points_done = checks.get("point_buffer", {}).get("backlog") == 0
+        if points_done and (not state or checks.get("state_buffer", {}).get("backlog") == 0):
             return body
         time.sleep(0.2)
     raise RuntimeError(f"the API backlog did not drain in {timeout:.0f} s: {body}")
@@ -195,11 +230,12 @@ def influx_query(q: str, *, epoch: str = "ms", method: str = "GET", params: dict
     return body.get("results", [])
 
 
-def influx_count(job_regex_prefix: str) -> int:
-    """Number of job_telemetry points (all series) whose job_id starts with `job_regex_prefix`."""
+def influx_count(job_regex_prefix: str, *, exact: bool = False) -> int:
+    """Number of job_telemetry points (all series) whose job_id starts with (or is) `job_regex_prefix`."""
     assert re.fullmatch(r"[A-Za-z0-9_-]+", job_regex_prefix), job_regex_prefix
+    end = "$" if exact else ""
     results = influx_query(
-        f'SELECT count(transfer_speed_bps) FROM "{RAW_RP}"."job_telemetry" WHERE job_id =~ /^{job_regex_prefix}/'
+        f'SELECT count(transfer_speed_bps) FROM "{RAW_RP}"."job_telemetry" WHERE job_id =~ /^{job_regex_prefix}{end}/'
     )
     series = results[0].get("series", []) if results else []
     return int(series[0]["values"][0][1]) if series else 0
@@ -233,7 +269,9 @@ def mysql_delete_jobs(job_id_prefix: str) -> int:
     engine = mysql_engine()
     try:
         with engine.begin() as conn:
-            conn.execute(delete(job_telemetry_snapshots).where(job_telemetry_snapshots.c.job_id.like(f"{job_id_prefix}%")))
+            conn.execute(
+                delete(job_telemetry_snapshots).where(job_telemetry_snapshots.c.job_id.like(f"{job_id_prefix}%"))
+            )
             return conn.execute(delete(backup_jobs).where(backup_jobs.c.id.like(f"{job_id_prefix}%"))).rowcount
     finally:
         engine.dispose()
@@ -288,8 +326,15 @@ def run_wrk(
     url: str, *, script: Path, duration: float, connections: int, threads: int, timeout: str = "10s"
 ) -> tuple[dict, str]:
     cmd = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", f"--timeout={timeout}",
-        "--latency", "-s", str(script), url,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{int(duration)}s",
+        f"--timeout={timeout}",
+        "--latency",
+        "-s",
+        str(script),
+        url,
     ]
     log(" ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -345,9 +390,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
     for r in cells:
         out.append(
             "| "
-            + " | ".join(
-                (c.ljust(w) if i == 0 else c.rjust(w)) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
+            + " | ".join((c.ljust(w) if i == 0 else c.rjust(w)) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
             + " |"
         )
     out.append(line)
@@ -358,6 +401,48 @@ def verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
+def busy_processes(sample_s: float = 1.0, threshold: float = 0.05) -> list[tuple[str, float]]:
+    """Other processes using CPU right now (cores over `sample_s`): the noise on a shared machine."""
+
+    def snapshot() -> dict[int, float]:
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                out[int(entry.name)] = cpu_seconds(int(entry.name))
+        return out
+
+    first = snapshot()
+    time.sleep(sample_s)
+    second = snapshot()
+    busy = []
+    for pid, cpu in second.items():
+        used = (cpu - first.get(pid, cpu)) / sample_s
+        if used >= threshold and pid != os.getpid():
+            with contextlib.suppress(OSError):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                busy.append((cmd.strip()[:90], used))
+    return sorted(busy, key=lambda b: -b[1])
+
+
 def machine_note() -> str:
+    """CPUs, load average and the busy processes at the start of a run (results are only as quiet as this)."""
     load = os.getloadavg()
-    return f"machine: {os.cpu_count()} CPUs, load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    lines = [f"machine: {os.cpu_count()} CPUs, load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(PROJECT_DIR), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_DIR), "status", "--porcelain", "--", "pipeline", "api", "migrations"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        lines.append(f"code: HEAD {head}" + (", with uncommitted changes in pipeline/api/migrations" if dirty else ""))
+    except OSError:
+        pass
+    busy = busy_processes()
+    if busy:
+        lines.append("other processes busy at the start (cores): " + "; ".join(f"{u:.2f} {cmd}" for cmd, u in busy))
+    else:
+        lines.append("no other process busy at the start")
+    return "\n".join(lines)

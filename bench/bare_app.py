@@ -1,9 +1,10 @@
 """Reference app for bench/ingest_http.py: bare Litestar + msgspec, no I/O.
 
 One `POST /api/v1/telemetry/{job_type}/{job_id}` endpoint that decodes the very same msgspec struct the
-API uses (`pipeline.ingest.models.TelemetryUpdate`), does nothing with it, and answers 202 with a small
-JSON body, like the real endpoint. No guards, no stores, no background tasks: the ceiling that Litestar
-and the ASGI server reach on this machine, against which the real endpoint is compared.
+API uses (`pipeline.ingest.models.TelemetryUpdate`) the way the API does (a strict `msgspec.json.Decoder`
+over `await request.body()`), does nothing with it, and answers 202 with a small JSON body, like the
+real endpoint. No guards, no path-parameter validation, no stores, no background tasks: the ceiling that
+Litestar and the ASGI server reach on this machine, against which the real endpoint is compared.
 
 Served exactly like `sendense api` serves the real app (same server, same options):
 
@@ -21,13 +22,21 @@ for path in (str(BENCH_DIR), str(BENCH_DIR.parent)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from litestar import Litestar, Response, post  # noqa: E402
+import msgspec  # noqa: E402
+from litestar import Litestar, Request, Response, post  # noqa: E402
+from litestar.exceptions import ValidationException  # noqa: E402
 
 from pipeline.ingest.models import TelemetryUpdate  # noqa: E402
 
+_decoder = msgspec.json.Decoder(TelemetryUpdate)
+
 
 @post("/api/v1/telemetry/{job_type:str}/{job_id:str}")
-async def update(job_type: str, job_id: str, data: TelemetryUpdate) -> Response:
+async def update(job_type: str, job_id: str, request: Request) -> Response:
+    try:
+        _decoder.decode(await request.body())
+    except msgspec.ValidationError as exc:
+        raise ValidationException(str(exc)) from exc
     return Response({"job_id": job_id, "accepted": True}, status_code=202)
 
 
