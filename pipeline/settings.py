@@ -112,11 +112,11 @@ class IngestSettings:
 
     batch_size: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_BATCH_SIZE", 20_000))
     """Most points per InfluxDB write request (larger batches measured faster end to end)."""
-    flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_INGEST_FLUSH_INTERVAL", 0.2))
+    flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_INGEST_FLUSH_INTERVAL", 0.5))
     """Seconds a point may wait in the batcher before it is written."""
     max_buffered_points: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_MAX_BUFFERED", 1_000_000))
     """Points held while InfluxDB is unreachable; past this, updates get 503 and agents retry."""
-    state_flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_STATE_FLUSH_INTERVAL", 0.5))
+    state_flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_STATE_FLUSH_INTERVAL", 1.0))
     """Seconds between flushes of the per-job current state to `backup_jobs`."""
     snapshot_interval: float = field(default_factory=lambda: _env_float("SENDENSE_SNAPSHOT_INTERVAL", 30.0))
     """Seconds between rows mirrored per job into `job_telemetry_snapshots` (the job sheet's 30 s)."""
