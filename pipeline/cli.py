@@ -48,6 +48,11 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if not settings.api.auth_enabled:
         log.warning("no tokens configured: serving without authentication on %s (loopback only)", host)
+    if not _port_free(host, port):
+        # granian binds with SO_REUSEPORT: a second API on the same port would silently share the
+        # traffic, and each process would flush and cache only its own share of every job.
+        log.error("%s:%d is already in use (another `sendense api`?); refusing to start a second API", host, port)
+        return 2
     server = args.server or settings.api.server
     log.info("API on http://%s:%d/api/v1 (OpenAPI: /api/v1/schema), server %s", host, port, server)
     if server == "granian":
@@ -62,6 +67,18 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
         uvicorn.run("api.app:create_app", host=host, port=port, factory=True, log_level="warning", access_log=False)
     return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:

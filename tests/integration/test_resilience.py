@@ -94,3 +94,10 @@ def test_graceful_shutdown_writes_everything_buffered(agent, influx, engine, sta
     assert count_points(influx, job_id) == 40
     row = _row(engine, job_id)
     assert row.status == "running" and row.bytes_transferred == 400
+
+
+def test_a_second_api_on_the_same_port_refuses_to_start(api, stack):
+    # granian would share the port (SO_REUSEPORT) and split every job's updates between processes.
+    second = stack.start_process("api", log_path=OUTPUT_DIR / "api-second.log")
+    assert second.wait(timeout=30) == 2
+    assert "already in use" in (OUTPUT_DIR / "api-second.log").read_text()
