@@ -446,3 +446,23 @@ def machine_note() -> str:
     else:
         lines.append("no other process busy at the start")
     return "\n".join(lines)
+
+
+def add_api_env_option(parser) -> None:
+    """`--api-env NAME=VALUE` (repeatable): run the API with other settings, to attribute time to a part."""
+    parser.add_argument(
+        "--api-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the API process (e.g. SENDENSE_STATE_FLUSH_INTERVAL=5), repeatable",
+    )
+
+
+def api_env_from(args) -> dict[str, str]:
+    """The --api-env overrides as a dict; prints the machine note and the overrides first."""
+    api_env = dict(item.split("=", 1) for item in args.api_env)
+    print(machine_note())
+    if api_env:
+        print(f"API environment overrides: {api_env}")
+    return api_env

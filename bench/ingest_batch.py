@@ -154,19 +154,9 @@ def main() -> int:
     )
     parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
     parser.add_argument("--keep-data", action="store_true", help="keep this run's jobs and points")
-    parser.add_argument(
-        "--api-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the API process (e.g. SENDENSE_STATE_FLUSH_INTERVAL=5), repeatable",
-    )
+    c.add_api_env_option(parser)
     args = parser.parse_args()
-    api_env = dict(item.split("=", 1) for item in args.api_env)
-
-    print(c.machine_note())
-    if api_env:
-        print(f"API environment overrides: {api_env}")
+    api_env = c.api_env_from(args)
     prefix = c.run_id("batch")
     api_prefix, raw_prefix, ser_prefix = f"{prefix}-api", f"{prefix}-raw", f"{prefix}-ser"
     api_jobs = [f"{api_prefix}-{i:05d}" for i in range(args.jobs)]

@@ -140,19 +140,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000, help="running jobs the requests are spread over")
     parser.add_argument("--skip-bare", action="store_true", help="do not run the bare reference")
     parser.add_argument("--keep-data", action="store_true", help="keep this run's jobs and points")
-    parser.add_argument(
-        "--api-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the API process (e.g. SENDENSE_STATE_FLUSH_INTERVAL=5), repeatable",
-    )
+    c.add_api_env_option(parser)
     args = parser.parse_args()
-    api_env = dict(item.split("=", 1) for item in args.api_env)
-
-    print(c.machine_note())
-    if api_env:
-        print(f"API environment overrides: {api_env}")
+    api_env = c.api_env_from(args)
     prefix = c.run_id("http")
     job_ids = [f"{prefix}-{i:05d}" for i in range(args.jobs)]
     lua = c.STATE_DIR / f"{prefix}.lua"
