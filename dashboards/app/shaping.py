@@ -1,0 +1,289 @@
+"""API JSON → Bokeh column data and display text: pure functions, tested without a server or a browser."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "BYTES_PER_MB",
+    "PHASE_COLORS",
+    "donut_columns",
+    "filter_machines",
+    "format_bytes",
+    "format_duration",
+    "format_rate",
+    "format_time",
+    "history_columns",
+    "job_label",
+    "job_options",
+    "machines_columns",
+    "mbps",
+    "mmss",
+    "performance_figures",
+    "phase_bands",
+    "phase_color",
+    "speed_columns",
+    "stream_tail",
+    "trend_columns",
+]
+
+# The job sheet's chart divides by 1024², and the rollup's *_mbps fields do too: one unit everywhere.
+BYTES_PER_MB = 1_048_576
+
+PHASE_COLORS: dict[str, str] = {
+    "queued": "#9e9e9e",
+    "initializing": "#8c6bb1",
+    "snapshot": "#fdae61",
+    "snapshotting": "#fdae61",
+    "transferring": "#4393c3",
+    "finalizing": "#5aae61",
+    "completed": "#1a9850",
+    "failed": "#d73027",
+    "cancelled": "#878787",
+}
+_OTHER_COLORS = ("#66c2a5", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3")
+
+STATUS_COLORS = {"completed": "#1a9850", "failed": "#d73027", "running": "#4393c3", "cancelled": "#878787"}
+
+
+def mbps(bps: float | None) -> float:
+    """Bytes per second → MB/s (1024²), two decimals; missing speeds count as 0."""
+    return round((bps or 0) / BYTES_PER_MB, 2)
+
+
+def mmss(seconds: float) -> str:
+    """Seconds since the job started → "m:ss" (minutes keep counting past 59, as on the job sheet)."""
+    whole = max(0, int(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def phase_color(phase: str) -> str:
+    """A fixed colour per known phase; unknown phases get a stable colour from their name."""
+    if phase in PHASE_COLORS:
+        return PHASE_COLORS[phase]
+    return _OTHER_COLORS[sum(map(ord, phase)) % len(_OTHER_COLORS)]
+
+
+def speed_columns(chart_data: Sequence[dict]) -> dict[str, list]:
+    """The speed line's ColumnDataSource: t (s), MB/s, mm:ss label, progress, phase."""
+    return {
+        "t": [p["t"] for p in chart_data],
+        "mbps": [mbps(p.get("s")) for p in chart_data],
+        "time": [mmss(p["t"]) for p in chart_data],
+        "progress": [round(float(p.get("p") or 0.0), 1) for p in chart_data],
+        "phase": [p.get("phase") or "" for p in chart_data],
+    }
+
+
+def phase_bands(chart_data: Sequence[dict]) -> dict[str, list]:
+    """One band per run of equal phases, [first t of the run, first t of the next run).
+
+    The last run ends at the last sample, but is at least one second wide so that a phase seen
+    once (e.g. the terminal "completed" point) stays visible.
+    """
+    bands: dict[str, list] = {"left": [], "right": [], "phase": [], "color": []}
+    for point in chart_data:
+        phase = point.get("phase") or ""
+        if bands["phase"] and bands["phase"][-1] == phase:
+            continue
+        if bands["phase"]:
+            bands["right"][-1] = point["t"]
+        bands["left"].append(point["t"])
+        bands["right"].append(point["t"])
+        bands["phase"].append(phase)
+        bands["color"].append(phase_color(phase))
+    if bands["phase"]:
+        last_t = chart_data[-1]["t"]
+        bands["right"][-1] = max(last_t, bands["left"][-1] + 1)
+    return bands
+
+
+def stream_tail(current: dict[str, list], new: dict[str, list]) -> dict[str, list] | None:
+    """The points of `new` after those already drawn, or None when `new` does not extend `current`.
+
+    A live chart grows at its end; when InfluxDB re-buckets a long job the points change, and the
+    caller must replace the data instead of streaming.
+    """
+    have = len(current.get("t", []))
+    if have == 0 or len(new["t"]) < have or new["t"][have - 1] != current["t"][-1]:
+        return None
+    return {key: values[have:] for key, values in new.items()}
+
+
+def format_bytes(size: float | None) -> str:
+    """Human size in 1024 steps (B, KB, MB, GB, TB), one decimal; "—" when unknown."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return "—"  # unreachable: TB ends the loop
+
+
+def format_duration(seconds: float | None) -> str:
+    """ "1h 02m 03s", "2m 05s", "45s"; "—" when unknown."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "—"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def format_rate(rate: float | None) -> str:
+    """A success rate as the donut's centre shows it: "92.5%", or "—" before any job has ended."""
+    return "—" if rate is None else f"{rate:.1f}%"
+
+
+def format_time(moment: str | None) -> str:
+    """RFC 3339 from the API → "YYYY-MM-DD HH:MM:SS" (UTC, as stored); "—" when missing."""
+    if not moment:
+        return "—"
+    try:
+        return datetime.fromisoformat(moment.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return moment
+
+
+def _epoch_ms(moment: str | None) -> float:
+    if not moment:
+        return math.nan
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp() * 1000.0
+
+
+def job_label(job: dict) -> str:
+    """The job selector's text: "timestamp – type"."""
+    return f"{format_time(job.get('created_at'))} – {job.get('type') or job.get('backup_type') or '?'}"
+
+
+def job_options(jobs: Iterable[dict]) -> list[tuple[str, str]]:
+    """(backup_id, label) for a Select, newest first."""
+    ordered = sorted(jobs, key=lambda j: (j.get("created_at") or "", j["backup_id"]), reverse=True)
+    return [(j["backup_id"], job_label(j)) for j in ordered]
+
+
+def filter_machines(machines: Sequence[dict], query: str) -> list[dict]:
+    """Rows whose VM, repository, last type or last status contain every word of `query` (any case)."""
+    words = query.lower().split()
+    if not words:
+        return list(machines)
+
+    def text(m: dict) -> str:
+        last = m.get("last_backup") or {}
+        return " ".join(
+            str(v or "")
+            for v in (m["vm_name"], m.get("repository_id"), last.get("type"), last.get("status"), last.get("job_type"))
+        ).lower()
+
+    return [m for m in machines if all(w in text(m) for w in words)]
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def machines_columns(machines: Sequence[dict]) -> dict[str, list]:
+    """The protection-flows table; sizes in MB and rates as numbers so that columns sort numerically."""
+    lasts = [m.get("last_backup") or {} for m in machines]
+    return {
+        "vm_name": [m["vm_name"] for m in machines],
+        "repository_id": [m.get("repository_id") or "" for m in machines],
+        "last_type": [f"{last.get('type') or ''} {last.get('job_type') or ''}".strip() for last in lasts],
+        "last_status": [last.get("status") or "" for last in lasts],
+        "last_time": [format_time(last.get("created_at")) for last in lasts],
+        "last_size_mb": [_nan(last.get("bytes_transferred")) / BYTES_PER_MB for last in lasts],
+        "success_rate": [_nan(m.get("success_rate")) for m in machines],
+        "total_backups": [m.get("total_backups", 0) for m in machines],
+    }
+
+
+def history_columns(backups: Sequence[dict]) -> dict[str, list]:
+    """The Summary tab's backup history table, newest first."""
+    ordered = sorted(backups, key=lambda j: j.get("created_at") or "", reverse=True)
+    return {
+        "backup_id": [j["backup_id"] for j in ordered],
+        "created": [format_time(j.get("created_at")) for j in ordered],
+        "type": [j.get("type") or j.get("backup_type") or "" for j in ordered],
+        "status": [j.get("status") or "" for j in ordered],
+        "size_mb": [_nan(j.get("bytes_transferred")) / BYTES_PER_MB for j in ordered],
+        "duration": [format_duration(j.get("duration_seconds")) for j in ordered],
+        "avg_speed_mbps": [math.nan if j.get("avg_speed_bps") is None else mbps(j["avg_speed_bps"]) for j in ordered],
+    }
+
+
+def donut_columns(successful: int, failed: int) -> dict[str, list]:
+    """Wedges of the success/failed donut, clockwise from twelve o'clock; empty before any job ended."""
+    total = successful + failed
+    data: dict[str, list] = {"label": [], "count": [], "start": [], "end": [], "color": []}
+    angle = math.pi / 2
+    for label, count, color in (("successful", successful, "#1a9850"), ("failed", failed, "#d73027")):
+        if total == 0 or count == 0:
+            continue
+        sweep = 2 * math.pi * count / total
+        data["label"].append(label)
+        data["count"].append(count)
+        # Bokeh's angles run anticlockwise, so clockwise wedges go from `angle - sweep` to `angle`.
+        data["start"].append(angle - sweep)
+        data["end"].append(angle)
+        data["color"].append(color)
+        angle -= sweep
+    return data
+
+
+def trend_columns(trend: Sequence[dict]) -> dict[str, list]:
+    """Size (MB) and duration (minutes) per job over creation time, coloured by status."""
+    return {
+        "created": [_epoch_ms(j.get("created_at")) for j in trend],
+        "created_label": [format_time(j.get("created_at")) for j in trend],
+        "type": [j.get("type") or "" for j in trend],
+        "status": [j.get("status") or "" for j in trend],
+        "size_mb": [_nan(j.get("size_bytes")) / BYTES_PER_MB for j in trend],
+        "duration_min": [_nan(j.get("duration_seconds")) / 60 for j in trend],
+        "color": [STATUS_COLORS.get(j.get("status") or "", "#9e9e9e") for j in trend],
+    }
+
+
+def performance_figures(history: dict) -> dict[str, Any]:
+    """Peak and average speed (MB/s), duration and state from a history response in any of its modes.
+
+    Rolled up: the summary's own figures (time-weighted average). Live: computed from the points so
+    far (a plain mean, labelled "so far" by the view) and the current progress.
+    """
+    source = history.get("data_source")
+    figures: dict[str, Any] = {
+        "source": source,
+        "status": history.get("status"),
+        "message": history.get("message") or "",
+    }
+    if source == "rolled_up":
+        m = history.get("performance_metrics") or {}
+        figures.update(
+            peak_mbps=m.get("peak_speed_mbps"),
+            avg_mbps=m.get("avg_speed_mbps"),
+            duration_seconds=m.get("duration_seconds"),
+            progress=(m.get("chart_data") or [{}])[-1].get("p"),
+            chart=m.get("chart_data") or [],
+        )
+    elif source == "live_snapshots":
+        chart = history.get("chart_data") or []
+        speeds = [p.get("s") or 0 for p in chart]
+        state = history.get("current_state") or {}
+        figures.update(
+            peak_mbps=mbps(max(speeds)) if speeds else None,
+            avg_mbps=mbps(sum(speeds) / len(speeds)) if speeds else None,
+            duration_seconds=chart[-1]["t"] if chart else None,
+            progress=state.get("progress_percent"),
+            chart=chart,
+        )
+    else:
+        figures.update(peak_mbps=None, avg_mbps=None, duration_seconds=None, progress=None, chart=[])
+    return figures

@@ -1,0 +1,28 @@
+"""Small HTML pieces shared by the views: messages and KPI cards (text is escaped, never trusted)."""
+
+from __future__ import annotations
+
+from html import escape
+
+__all__ = ["CARD_CSS", "cards_html", "message_html"]
+
+CARD_CSS = (
+    "<style>.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;"
+    "padding:8px 14px;min-width:130px;background:#fafafa}.card .k{font-size:12px;color:#666}"
+    ".card .v{font-size:20px;font-weight:600}.msg{padding:8px 12px;border-radius:4px;margin:4px 0}"
+    ".msg.error{background:#fdecea;color:#8a1c1c}.msg.info{background:#eef4fb;color:#1f4e79}</style>"
+)
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    """A readable message box (kind "info" or "error"); empty text gives an empty string."""
+    return f'<div class="msg {kind}">{escape(text)}</div>' if text else ""
+
+
+def cards_html(cards: list[tuple[str, str, str]]) -> str:
+    """KPI cards from (label, value, css name) triples; the css name lets tests find a value."""
+    body = "".join(
+        f'<div class="card"><div class="k">{escape(label)}</div><div class="v {name}">{escape(value)}</div></div>'
+        for label, value, name in cards
+    )
+    return f'{CARD_CSS}<div class="cards">{body}</div>'

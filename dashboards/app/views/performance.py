@@ -1,0 +1,174 @@
+"""Dialog tab Performance: job selector, the selected job's figures, and its speed-over-time chart."""
+
+from __future__ import annotations
+
+from bokeh.layouts import column, row
+from bokeh.models import Button, ColumnDataSource, CustomJS, CustomJSTickFormatter, Div, HoverTool, Select
+from bokeh.plotting import figure
+
+from dashboards.app.client import ApiError, DashboardApi
+from dashboards.app.shaping import (
+    format_duration,
+    job_options,
+    performance_figures,
+    phase_bands,
+    speed_columns,
+    stream_tail,
+)
+from dashboards.app.views.common import cards_html, message_html
+
+__all__ = ["REFRESH_MS", "PerformanceView"]
+
+REFRESH_MS = 3000
+# A running job's chart is capped like the API's live chart (LIVE_CHART_POINTS) with margin.
+ROLLOVER = 5000
+
+_MMSS = "const s = Math.max(0, Math.floor(tick)); return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');"
+
+_CSV = """
+const d = source.data;
+const rows = ['t_seconds,time,speed_mbps,progress_percent,phase'];
+for (let i = 0; i < d.t.length; i++) {
+  const phase = '"' + String(d.phase[i]).replace(/"/g, '""') + '"';
+  rows.push([d.t[i], d.time[i], d.mbps[i], d.progress[i], phase].join(','));
+}
+const blob = new Blob([rows.join('\\n') + '\\n'], {type: 'text/csv'});
+const link = document.createElement('a');
+link.href = URL.createObjectURL(blob);
+link.download = (select.value || 'job') + '-telemetry.csv';
+document.body.appendChild(link);
+link.click();
+link.remove();
+"""
+
+
+class PerformanceView:
+    """Shows one job at a time; `refresh()` (every REFRESH_MS) follows it while its data is live."""
+
+    def __init__(self, api: DashboardApi) -> None:
+        self.api = api
+        self.job_id: str | None = None
+        self.live = False
+        self.speed = ColumnDataSource(speed_columns([]), name="speed-source")
+        self.bands = ColumnDataSource(phase_bands([]), name="phase-bands")
+
+        self.chart = figure(
+            width=860,
+            height=300,
+            title="Transfer speed",
+            x_axis_label="Elapsed time (mm:ss)",
+            y_axis_label="Speed (MB/s)",
+            tools="pan,xwheel_zoom,box_zoom,reset,save",
+            name="speed-chart",
+        )
+        self.chart.vstrip(x0="left", x1="right", color="color", alpha=0.15, legend_field="phase", source=self.bands)
+        line = self.chart.line("t", "mbps", source=self.speed, line_width=2, color="#2166ac")
+        self.chart.xaxis.formatter = CustomJSTickFormatter(code=_MMSS)
+        self.chart.y_range.start = 0
+        self.chart.legend.location = "top_right"
+        self.chart.legend.title = "Phase"
+        self.chart.add_tools(
+            HoverTool(
+                renderers=[line],
+                mode="vline",
+                tooltips=[
+                    ("Time", "@time"),
+                    ("Speed", "@mbps{0.00} MB/s"),
+                    ("Progress", "@progress{0.0} %"),
+                    ("Phase", "@phase"),
+                ],
+            )
+        )
+
+        self.select = Select(title="Job (timestamp – type)", options=[], value="", width=420, name="job-select")
+        self.figures = Div(text="", name="perf-figures", sizing_mode="stretch_width")
+        self.state = Div(text="", name="perf-state", sizing_mode="stretch_width")
+        self.download = Button(label="Download telemetry (CSV)", width=200, name="csv-download")
+        self.download.js_on_click(CustomJS(args={"source": self.speed, "select": self.select}, code=_CSV))
+        self.select.on_change("value", lambda _attr, _old, new: self.show(new))
+        self.layout = column(row(self.select, self.download), self.figures, self.state, self.chart)
+
+    def load(self, machine: dict) -> None:
+        """A newly opened machine: list its jobs newest first and show the newest."""
+        options = job_options(machine.get("backups") or [])
+        self.select.options = options
+        if not options:
+            self.job_id = None
+            self._clear(message_html("This machine has no jobs yet.", "info"))
+            return
+        newest = options[0][0]
+        if self.select.value == newest:
+            self.show(newest)
+        else:
+            self.select.value = newest  # the "value" callback shows it
+
+    def show(self, job_id: str) -> None:
+        self.job_id = job_id or None
+        if not self.job_id:
+            self._clear("")
+            return
+        try:
+            history = self.api.history(self.job_id)
+        except ApiError as exc:
+            self.live = False
+            self._clear(message_html(str(exc), "error"))
+            return
+        self._render(history, replace=True)
+
+    def refresh(self) -> None:
+        """Periodic: re-read a live job; stream new points, or switch to the rolled-up data once it exists."""
+        if not (self.live and self.job_id):
+            return
+        try:
+            history = self.api.history(self.job_id)
+        except ApiError as exc:
+            self.state.text = message_html(f"{exc} Retrying in {REFRESH_MS // 1000} s.", "error")
+            return
+        self._render(history, replace=False)
+
+    def _clear(self, state_html: str) -> None:
+        self.live = False
+        self.speed.data = speed_columns([])
+        self.bands.data = phase_bands([])
+        self.figures.text = ""
+        self.state.text = state_html
+
+    def _render(self, history: dict, *, replace: bool) -> None:
+        figures = performance_figures(history)
+        chart = figures["chart"]
+        new = speed_columns(chart)
+        tail = None if replace else stream_tail(dict(self.speed.data), new)
+        if tail is None:
+            self.speed.data = new
+        elif tail["t"]:
+            self.speed.stream(tail, rollover=ROLLOVER)
+        self.bands.data = phase_bands(chart)
+        self.live = figures["source"] == "live_snapshots"
+        running = figures["status"] == "running"
+        suffix = " (so far)" if self.live else ""
+        if figures["source"] == "none":
+            self.figures.text = ""
+            self.state.text = message_html(figures["message"] or "No telemetry data available for this job.")
+            return
+        self.figures.text = cards_html(
+            [
+                (f"Peak speed{suffix}", _mb(figures["peak_mbps"]), "perf-peak"),
+                (f"Average speed{suffix}", _mb(figures["avg_mbps"]), "perf-avg"),
+                (f"Duration{suffix}", format_duration(figures["duration_seconds"]), "perf-duration"),
+            ]
+        )
+        progress = figures.get("progress")
+        if running:
+            done = "" if progress is None else f" — {progress:.1f} % done"
+            text = f"Job is running{done}; the chart refreshes every {REFRESH_MS // 1000} s."
+        elif self.live:
+            text = f"Job {figures['status']}; its telemetry is being rolled up (refreshing)."
+        else:
+            text = f"Job {figures['status']}; rolled-up telemetry, {len(chart)} chart points."
+        if not chart:
+            text += " No speed samples were recorded."
+        self.state.text = message_html(text)
+
+
+def _mb(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} MB/s"

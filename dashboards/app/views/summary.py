@@ -1,0 +1,66 @@
+"""Dialog tab Summary: VM info, KPI cards and the backup history table."""
+
+from __future__ import annotations
+
+from html import escape
+
+from bokeh.layouts import column
+from bokeh.models import ColumnDataSource, DataTable, Div, NumberFormatter, TableColumn
+
+from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns
+from dashboards.app.views.common import cards_html
+
+__all__ = ["SummaryView"]
+
+
+class SummaryView:
+    """Fills itself from one GET /machines/{vm_name} answer."""
+
+    def __init__(self) -> None:
+        self.source = ColumnDataSource(history_columns([]), name="history-source")
+        self.info = Div(text="", name="vm-info", sizing_mode="stretch_width")
+        self.kpis = Div(text="", name="summary-kpis", sizing_mode="stretch_width")
+        number = NumberFormatter(format="0,0.0", nan_format="—")
+        self.table = DataTable(
+            source=self.source,
+            columns=[
+                TableColumn(field="created", title="Created (UTC)", width=160),
+                TableColumn(field="type", title="Type", width=90),
+                TableColumn(field="status", title="Status", width=90),
+                TableColumn(field="size_mb", title="Size (MB)", formatter=number, width=100),
+                TableColumn(field="duration", title="Duration", width=100),
+                TableColumn(field="avg_speed_mbps", title="Avg speed (MB/s)", formatter=number, width=120),
+            ],
+            width=860,
+            height=260,
+            index_position=None,
+            name="history-table",
+        )
+        self.layout = column(self.info, self.kpis, Div(text="<b>Backup history</b>"), self.table)
+
+    def update(self, machine: dict) -> None:
+        info = machine.get("machine") or {}
+        known = [
+            ("CPUs", info.get("cpu_count")),
+            ("Memory", None if info.get("memory_mb") is None else f"{info['memory_mb']:,} MB"),
+            ("OS", info.get("os_type")),
+            ("Disks", info.get("disk_count")),
+            ("Protection flow", info.get("protection_flow")),
+        ]
+        parts = [f"<b>{escape(k)}:</b> {escape(str(v))}" for k, v in known if v is not None]
+        self.info.text = (
+            f"<div class='vm-info'><b>VM</b> {escape(machine['vm_name'])} · <b>Repository</b> "
+            f"{escape(str(machine.get('repository_id') or '—'))}<br>"
+            + (" · ".join(parts) if parts else "No VM details were reported for this machine.")
+            + "</div>"
+        )
+        k = machine.get("kpis") or {}
+        self.kpis.text = cards_html(
+            [
+                ("Total backups", str(k.get("total_backups", 0)), "kpi-total"),
+                ("Success rate", format_rate(k.get("success_rate")), "kpi-rate"),
+                ("Last backup (UTC)", format_time(k.get("last_backup_at")), "kpi-last"),
+                ("Total protected", format_bytes(k.get("total_protected_bytes")), "kpi-protected"),
+            ]
+        )
+        self.source.data = history_columns(machine.get("backups") or [])

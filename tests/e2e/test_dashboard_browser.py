@@ -1,0 +1,137 @@
+"""The operators' dashboard in headless Debian Chromium against the real stack: table, dialog, tabs, charts."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from dashboards.app.shaping import job_label
+from tests.e2e.conftest import BROWSER_TIMEOUT_MS, SCREENSHOTS, SeededMachine
+
+# Reads a ColumnDataSource's length from the page's own Bokeh document (data may be a Map or an object).
+SOURCE_LENGTH = """(name) => {
+  const m = Bokeh.documents[0].get_model_by_name(name);
+  const t = m.data instanceof Map ? m.data.get('t') : m.data.t;
+  return t.length;
+}"""
+
+
+def _open_machine(page: Page, dashboard: str, vm_name: str) -> None:
+    page.goto(dashboard)
+    page.locator(".slick-cell", has_text=vm_name).first.click()
+    expect(page.locator(".bk-Dialog")).to_be_visible()
+    for title in ("Summary", "Performance", "Analytics"):
+        expect(page.locator(".bk-tab", has_text=title)).to_be_visible()
+
+
+def _tab(page: Page, title: str) -> None:
+    page.locator(".bk-tab", has_text=title).click()
+    expect(page.locator(".bk-tab.bk-active", has_text=title)).to_be_visible()
+
+
+def _chart_points(page: Page) -> int:
+    return page.evaluate(SOURCE_LENGTH, "speed-source")
+
+
+def _select_job(page: Page, viewer, job_id: str) -> str:
+    """Pick a job by its visible label, as an operator does; returns the label."""
+    label = job_label(viewer.get(f"/backups/{job_id}").json())
+    page.locator("select.bk-input").select_option(label=label)
+    return label
+
+
+def test_main_page_lists_machines_and_search_filters_them(page: Page, dashboard: str, seeded: SeededMachine):
+    page.goto(dashboard)
+    expect(page.locator(".slick-cell", has_text=seeded.vm_name).first).to_be_visible()
+    expect(page.locator(".slick-cell", has_text=seeded.other_vm).first).to_be_visible()
+    page.locator("input.bk-input").fill(seeded.other_vm)
+    expect(page.locator(".slick-cell", has_text=seeded.vm_name)).to_have_count(0)
+    expect(page.locator(".slick-cell", has_text=seeded.other_vm).first).to_be_visible()
+    page.screenshot(path=SCREENSHOTS / "main-page.png")
+
+
+def test_selecting_a_machine_opens_summary_and_closing_returns_to_table(
+    page: Page, dashboard: str, seeded: SeededMachine, viewer
+):
+    _open_machine(page, dashboard, seeded.vm_name)
+    machine = viewer.get(f"/machines/{seeded.vm_name}").json()
+    expect(page.locator(".kpi-total")).to_have_text(str(machine["kpis"]["total_backups"]))
+    expect(page.locator(".kpi-rate")).to_have_text(f"{machine['kpis']['success_rate']:.1f}%")
+    expect(page.locator(".vm-info")).to_contain_text("CPUs: 4")
+    # Four jobs in the history table (inside the dialog, not the main table).
+    expect(page.locator(".bk-Dialog .slick-row")).to_have_count(4)
+    page.screenshot(path=SCREENSHOTS / "tab-summary.png")
+    page.locator(".bk-Dialog .bk-close").click()
+    expect(page.locator(".bk-Dialog")).to_have_count(0)
+    expect(page.locator(".slick-cell", has_text=seeded.vm_name).first).to_be_visible()
+
+
+def test_performance_tab_shows_each_jobs_own_chart_and_figures(
+    page: Page, dashboard: str, seeded: SeededMachine, viewer
+):
+    _open_machine(page, dashboard, seeded.vm_name)
+    _tab(page, "Performance")
+    labels = page.locator("select.bk-input option").all_inner_texts()
+    assert len(labels) == 4 and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d – \w+", t) for t in labels)
+    assert labels[-1].endswith("– full"), "newest first: the completed full backup was created first"
+
+    for job_id in (seeded.completed, seeded.failed):
+        metrics = viewer.get(f"/telemetry/history/{job_id}").json()["performance_metrics"]
+        _select_job(page, viewer, job_id)
+        expect(page.locator(".perf-peak")).to_have_text(f"{metrics['peak_speed_mbps']:.2f} MB/s")
+        expect(page.locator(".perf-avg")).to_have_text(f"{metrics['avg_speed_mbps']:.2f} MB/s")
+        page.wait_for_function(
+            f"() => ({SOURCE_LENGTH})('speed-source') === {len(metrics['chart_data'])}", timeout=BROWSER_TIMEOUT_MS
+        )
+        expect(page.locator(".bk-Figure").first).to_be_visible()
+        page.screenshot(path=SCREENSHOTS / f"tab-performance-{job_id.rsplit('-', 1)[-1]}.png")
+
+    _select_job(page, viewer, seeded.no_telemetry)
+    expect(page.get_by_text("No telemetry data available for this job")).to_be_visible()
+    expect(page.locator(".perf-peak")).to_have_count(0)
+    assert _chart_points(page) == 0
+
+    # Tabs keep their state: the selected job is still selected after a round trip through Analytics.
+    label = _select_job(page, viewer, seeded.completed)
+    expect(page.locator(".perf-peak")).to_be_visible()
+    _tab(page, "Analytics")
+    _tab(page, "Performance")
+    expect(page.locator("select.bk-input option:checked")).to_have_text(label)
+
+
+def test_running_job_chart_gains_points_while_page_stays(page: Page, dashboard: str, seeded: SeededMachine, viewer):
+    _open_machine(page, dashboard, seeded.vm_name)
+    _tab(page, "Performance")
+    _select_job(page, viewer, seeded.running)
+    expect(page.get_by_text(re.compile(r"Job is running — [\d.]+ % done"))).to_be_visible()
+    page.wait_for_function(f"() => ({SOURCE_LENGTH})('speed-source') > 0", timeout=BROWSER_TIMEOUT_MS)
+    before = _chart_points(page)
+    # Refreshes every 3 s and the feeder adds a point every 0.5 s: a few refreshes must add points.
+    page.wait_for_function(f"() => ({SOURCE_LENGTH})('speed-source') > {before}", timeout=BROWSER_TIMEOUT_MS)
+    page.screenshot(path=SCREENSHOTS / "tab-performance-running.png")
+
+
+def test_analytics_donut_centre_shows_the_api_success_rate(page: Page, dashboard: str, seeded: SeededMachine, viewer):
+    rate = viewer.get(f"/machines/{seeded.vm_name}").json()["kpis"]["success_rate"]
+    _open_machine(page, dashboard, seeded.vm_name)
+    _tab(page, "Analytics")
+    expect(page.locator(".an-rate")).to_have_text(f"{rate:.1f}%")
+    centre = page.evaluate("() => Bokeh.documents[0].get_model_by_name('donut-centre').text")
+    assert centre == f"{rate:.1f}%"
+    page.screenshot(path=SCREENSHOTS / "tab-analytics.png")
+
+
+def test_selected_jobs_telemetry_downloads_as_csv(page: Page, dashboard: str, seeded: SeededMachine, viewer):
+    chart = viewer.get(f"/telemetry/history/{seeded.completed}").json()["performance_metrics"]["chart_data"]
+    _open_machine(page, dashboard, seeded.vm_name)
+    _tab(page, "Performance")
+    _select_job(page, viewer, seeded.completed)
+    page.wait_for_function(f"() => ({SOURCE_LENGTH})('speed-source') === {len(chart)}", timeout=BROWSER_TIMEOUT_MS)
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download telemetry (CSV)").click()
+    download = info.value
+    assert download.suggested_filename == f"{seeded.completed}-telemetry.csv"
+    lines = download.path().read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "t_seconds,time,speed_mbps,progress_percent,phase"
+    assert len(lines) == 1 + len(chart)

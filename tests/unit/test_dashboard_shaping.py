@@ -1,0 +1,142 @@
+"""Dashboard data shaping: API JSON → Bokeh column data (MB/s, mm:ss labels, phase bands, donut, tables)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dashboards.app.shaping import (
+    donut_columns,
+    filter_machines,
+    format_rate,
+    job_options,
+    machines_columns,
+    mbps,
+    mmss,
+    performance_figures,
+    phase_bands,
+    speed_columns,
+    stream_tail,
+)
+
+CHART = [
+    {"t": 0, "s": 1_048_576, "p": 0.0, "phase": "snapshot"},
+    {"t": 2, "s": 2_097_152, "p": 5.0, "phase": "snapshot"},
+    {"t": 5, "s": 3_145_728, "p": 40.0, "phase": "transferring"},
+    {"t": 65, "s": 0, "p": 100.0, "phase": "completed"},
+]
+
+
+def test_speed_is_converted_to_mb_per_second_with_the_job_sheets_1024_squared():
+    assert mbps(1_048_576) == 1.0
+    assert mbps(1_572_864) == 1.5
+    assert mbps(None) == 0.0
+    assert speed_columns(CHART)["mbps"] == [1.0, 2.0, 3.0, 0.0]
+
+
+@pytest.mark.parametrize(("seconds", "label"), [(0, "0:00"), (5, "0:05"), (65, "1:05"), (3725, "62:05"), (-3, "0:00")])
+def test_elapsed_seconds_become_mm_ss_labels(seconds, label):
+    assert mmss(seconds) == label
+
+
+def test_speed_columns_carry_time_label_progress_and_phase_for_the_tooltip():
+    cols = speed_columns(CHART)
+    assert cols["time"] == ["0:00", "0:02", "0:05", "1:05"]
+    assert cols["progress"] == [0.0, 5.0, 40.0, 100.0]
+    assert cols["phase"] == ["snapshot", "snapshot", "transferring", "completed"]
+
+
+def test_phase_bands_cover_each_run_of_equal_phases_and_keep_a_final_single_point_visible():
+    bands = phase_bands(CHART)
+    assert bands["phase"] == ["snapshot", "transferring", "completed"]
+    assert list(zip(bands["left"], bands["right"], strict=True)) == [(0, 5), (5, 65), (65, 66)]
+    assert len(set(bands["color"])) == 3
+    assert phase_bands([]) == {"left": [], "right": [], "phase": [], "color": []}
+
+
+def test_a_phase_that_returns_gets_a_new_band():
+    chart = [{"t": t, "s": 1, "p": 0, "phase": ph} for t, ph in [(0, "a"), (1, "b"), (2, "a"), (4, "a")]]
+    assert phase_bands(chart)["phase"] == ["a", "b", "a"]
+    assert phase_bands(chart)["right"] == [1, 2, 4]
+
+
+def test_new_live_points_are_streamed_only_when_they_extend_the_drawn_chart():
+    drawn = speed_columns(CHART[:2])
+    tail = stream_tail(drawn, speed_columns(CHART))
+    assert tail is not None and tail["t"] == [5, 65]
+    assert stream_tail(drawn, speed_columns(CHART[:1])) is None  # shorter: re-bucketed, replace
+    rebucketed = [{**p, "t": p["t"] * 2} for p in CHART]
+    assert stream_tail(drawn, speed_columns(rebucketed)) is None
+    assert stream_tail(speed_columns([]), speed_columns(CHART)) is None
+
+
+def test_job_selector_lists_timestamp_and_type_newest_first():
+    jobs = [
+        {"backup_id": "a", "created_at": "2025-01-01T10:00:00Z", "type": "full"},
+        {"backup_id": "b", "created_at": "2025-01-02T09:30:15+00:00", "type": "incremental"},
+    ]
+    assert job_options(jobs) == [("b", "2025-01-02 09:30:15 – incremental"), ("a", "2025-01-01 10:00:00 – full")]
+
+
+def test_figures_of_a_rolled_up_job_are_the_summarys_own():
+    history = {
+        "data_source": "rolled_up",
+        "status": "completed",
+        "performance_metrics": {
+            "peak_speed_mbps": 3.0,
+            "avg_speed_mbps": 1.2,
+            "duration_seconds": 65,
+            "chart_data": CHART,
+        },
+    }
+    figures = performance_figures(history)
+    assert (figures["peak_mbps"], figures["avg_mbps"], figures["duration_seconds"]) == (3.0, 1.2, 65)
+    assert figures["progress"] == 100.0 and figures["chart"] == CHART
+
+
+def test_figures_of_a_live_job_come_from_its_points_and_current_state():
+    history = {
+        "data_source": "live_snapshots",
+        "status": "running",
+        "current_state": {"progress_percent": 40.0},
+        "chart_data": CHART[:3],
+    }
+    figures = performance_figures(history)
+    assert figures["peak_mbps"] == 3.0 and figures["avg_mbps"] == 2.0
+    assert figures["duration_seconds"] == 5 and figures["progress"] == 40.0
+
+
+def test_a_job_without_telemetry_keeps_the_apis_message():
+    figures = performance_figures({"data_source": "none", "status": "pending", "message": "No telemetry"})
+    assert figures["chart"] == [] and figures["message"] == "No telemetry" and figures["peak_mbps"] is None
+
+
+def test_donut_wedges_split_the_circle_by_counts_and_centre_text_is_the_rate():
+    data = donut_columns(3, 1)
+    assert data["label"] == ["successful", "failed"]
+    sweeps = [end - start for start, end in zip(data["start"], data["end"], strict=True)]
+    assert sweeps == pytest.approx([1.5 * math.pi, 0.5 * math.pi])
+    assert donut_columns(0, 0)["label"] == []
+    assert donut_columns(2, 0)["label"] == ["successful"]
+    assert format_rate(75.0) == "75.0%" and format_rate(None) == "—"
+
+
+def test_machines_table_sorts_numerically_and_search_matches_every_word():
+    machines = [
+        {
+            "vm_name": "web-01",
+            "repository_id": "repo-a",
+            "success_rate": None,
+            "total_backups": 1,
+            "last_backup": {"type": "full", "job_type": "backup", "status": "running", "bytes_transferred": 2_097_152},
+        },
+        {"vm_name": "db-01", "repository_id": "repo-b", "success_rate": 90.0, "total_backups": 3, "last_backup": {}},
+    ]
+    cols = machines_columns(machines)
+    assert cols["last_size_mb"][0] == 2.0 and math.isnan(cols["last_size_mb"][1])
+    assert math.isnan(cols["success_rate"][0]) and cols["success_rate"][1] == 90.0
+    assert cols["last_type"] == ["full backup", ""]
+    assert [m["vm_name"] for m in filter_machines(machines, "WEB running")] == ["web-01"]
+    assert [m["vm_name"] for m in filter_machines(machines, "repo-b")] == ["db-01"]
+    assert len(filter_machines(machines, "  ")) == 2
