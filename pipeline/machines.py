@@ -20,6 +20,10 @@ def success_rate(successful: int, failed: int) -> float | None:
 
 
 def _flows_sql(one_vm: bool):
+    # Per-VM totals in one GROUP BY, then each VM's latest job by the (vm_name, created_at) index.
+    # (A join of two derived tables, GROUP BY and ROW_NUMBER, made MariaDB use a block-nested-loop
+    # join: 2.6 s for 10,000 jobs; window functions alone took 0.7 s for 23,000; this 0.18 s.)
+    # Two jobs of one VM created in the same microsecond both match: `_latest_per_vm` keeps one.
     where = "WHERE vm_name = :vm" if one_vm else ""
     return text(
         f"""
@@ -32,19 +36,25 @@ def _flows_sql(one_vm: bool):
         SELECT vm_name, COUNT(*) AS total_jobs,
                SUM(status = 'completed') AS successful, SUM(status = 'failed') AS failed,
                SUM(status = 'cancelled') AS cancelled, SUM(status IN ('pending', 'running')) AS running,
-               SUM(CASE WHEN status = 'completed' THEN bytes_transferred ELSE 0 END) AS protected_bytes
+               SUM(CASE WHEN status = 'completed' THEN bytes_transferred ELSE 0 END) AS protected_bytes,
+               MAX(created_at) AS last_at
         FROM backup_jobs {where} GROUP BY vm_name
     ) AS s
-    JOIN (
-        SELECT id, vm_name, repository_id, backup_type, job_type, status, created_at, completed_at,
-               bytes_transferred, total_bytes,
-               ROW_NUMBER() OVER (PARTITION BY vm_name ORDER BY created_at DESC, id DESC) AS rn
-        FROM backup_jobs {where}
-    ) AS j ON j.vm_name = s.vm_name AND j.rn = 1
+    JOIN backup_jobs AS j ON j.vm_name = s.vm_name AND j.created_at = s.last_at
     LEFT JOIN machines AS m ON m.vm_name = s.vm_name
-    ORDER BY j.created_at DESC
+    ORDER BY j.created_at DESC, j.id DESC
     """
     )
+
+
+def _latest_per_vm(rows) -> list:
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        if row.vm_name not in seen:
+            seen.add(row.vm_name)
+            kept.append(row)
+    return kept
 
 
 def _machine_info(row) -> dict:
@@ -86,7 +96,7 @@ def _flow_view(row) -> dict:
 def list_machines(engine: Engine) -> dict:
     """One row per VM with its latest job and success rate: the protection-flows table."""
     with engine.connect() as conn:
-        rows = conn.execute(_flows_sql(False)).all()
+        rows = _latest_per_vm(conn.execute(_flows_sql(False)))
     return {"machines": [_flow_view(r) for r in rows], "total": len(rows)}
 
 
@@ -102,7 +112,7 @@ _TREND_SQL = text(
 def get_machine(engine: Engine, vm_name: str) -> dict | None:
     """VM details, KPIs and analytics (totals, rates, averages, a per-job trend series)."""
     with engine.connect() as conn:
-        flow = conn.execute(_flows_sql(True), {"vm": vm_name}).first()
+        flow = next(iter(_latest_per_vm(conn.execute(_flows_sql(True), {"vm": vm_name}))), None)
         if flow is None:
             return None
         trend_rows = conn.execute(_TREND_SQL, {"vm": vm_name, "limit": TREND_LIMIT}).all()
