@@ -139,8 +139,10 @@ def seeded(api: str, stack: DevStack, settings) -> Iterator[SeededMachine]:
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: Playwright's sync API keeps an event loop running in this thread until it
+    # stops, which would break every later test that runs asyncio.
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
