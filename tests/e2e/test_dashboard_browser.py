@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 
 from dashboards.app.shaping import job_label
 from tests.e2e.conftest import BROWSER_TIMEOUT_MS, SCREENSHOTS, SeededMachine
+from tests.support.probes import update_body, wait_idle
 
 # Reads a ColumnDataSource's length from the page's own Bokeh document (data may be a Map or an object).
 SOURCE_LENGTH = """(name) => {
@@ -135,3 +136,27 @@ def test_selected_jobs_telemetry_downloads_as_csv(page: Page, dashboard: str, se
     lines = download.path().read_text(encoding="utf-8").splitlines()
     assert lines[0] == "t_seconds,time,speed_mbps,progress_percent,phase"
     assert len(lines) == 1 + len(chart)
+
+
+def test_running_job_switches_to_rolled_up_data_when_it_finishes(
+    page: Page, dashboard: str, agent, viewer, scheduler_jobs, unique
+):
+    vm = f"dash-finish-{unique}"
+    created = agent.post("/backups", json={"vm_name": vm, "backup_type": "full", "repository_id": "repo-dash"})
+    job_id = created.json()["backup_id"]
+    for i in range(1, 6):
+        assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=10)).status_code == 202
+    wait_idle(agent)
+    _open_machine(page, dashboard, vm)
+    _tab(page, "Performance")
+    expect(page.get_by_text(re.compile(r"Job is running"))).to_be_visible()
+
+    final = agent.post(f"/telemetry/backup/{job_id}", json=update_body(10, total=10, status="completed"))
+    assert final.status_code == 200
+    scheduler_jobs.roll_up()
+    assert viewer.get(f"/telemetry/history/{job_id}").json()["data_source"] == "rolled_up"
+    # Without a reload: the next 3-second refreshes pick the rolled-up summary up.
+    expect(page.get_by_text(re.compile(r"Job completed; rolled-up telemetry"))).to_be_visible(
+        timeout=BROWSER_TIMEOUT_MS
+    )
+    expect(page.get_by_text(re.compile(r"Job is running"))).to_have_count(0)
