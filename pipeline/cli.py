@@ -172,7 +172,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         children.append((name, proc))
 
     spawn("api", "api")
-    _wait_for_api(settings)
+    from pipeline.devstack import wait_until_live
+
+    try:
+        wait_until_live(f"http://127.0.0.1:{settings.api.port}/api/v1/health/live", 30.0, children[0][1])
+    except RuntimeError as exc:
+        log.error("the API did not start (%s); see %s/api.log", exc, logs)
+        children[0][1].terminate()
+        return 1
     spawn("scheduler", "scheduler")
     from dashboards import AVAILABLE as dashboard_available
 
@@ -217,21 +224,6 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
     return 0
-
-
-def _wait_for_api(settings: Settings, timeout: float = 30.0) -> None:
-    import httpx
-
-    url = f"http://127.0.0.1:{settings.api.port}/api/v1/health/live"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"the API did not answer at {url} within {timeout:.0f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:

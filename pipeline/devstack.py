@@ -12,9 +12,24 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["DevStack", "PROJECT_DIR"]
+__all__ = ["DevStack", "PROJECT_DIR", "wait_until_live"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def wait_until_live(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `proc` (the server) exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[-1] if proc.args else 'the server'} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 @dataclass
@@ -109,17 +124,7 @@ class DevStack:
         return proc
 
     def wait_for_api(self, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the API exited with {proc.returncode} before answering")
-            try:
-                if httpx.get(f"{self.api_url}/api/v1/health/live", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the API did not answer on {self.api_url} within {timeout:.0f} s")
+        wait_until_live(f"{self.api_url}/api/v1/health/live", timeout, proc)
 
     @staticmethod
     def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:
