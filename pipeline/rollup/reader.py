@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.rollup.metrics import DiskSummary, SampleColumns
 from pipeline.tsdb.encoding import TELEMETRY
 from pipeline.tsdb.influx import SyncInflux, quote_ident
@@ -33,15 +35,20 @@ class TelemetryReader:
                 continue
             t, speed, progress, phase = zip(*rows, strict=True)
             zeros = [0] * len(rows)
-            columns.extend(
-                [ms / 1000.0 for ms in t],
-                [int(v or 0) for v in speed],
-                [float(v or 0.0) for v in progress],
-                [v or "" for v in phase],
-                zeros,
-                zeros,
-                [None] * len(rows),
-            )
+            seconds = (np.asarray(t, dtype=np.float64) / 1000.0).tolist()
+            try:
+                # Every point the API writes has all three fields: pass InfluxDB's values as they are.
+                columns.extend(seconds, speed, progress, phase, zeros, zeros, [None] * len(rows))
+            except TypeError:  # a point written by someone else, with a field missing (None)
+                columns.extend(
+                    seconds,
+                    [int(v or 0) for v in speed],
+                    [float(v or 0.0) for v in progress],
+                    [v or "" for v in phase],
+                    zeros,
+                    zeros,
+                    [None] * len(rows),
+                )
         return columns
 
     def totals(self, job_id: str) -> dict[str, int | None]:
