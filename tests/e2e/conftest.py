@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from pipeline.devstack import DevStack
+from pipeline.devstack import DevStack, wait_until_live
 from tests.conftest import OUTPUT_DIR
 from tests.support.probes import update_body, wait_idle
 
@@ -31,28 +31,34 @@ BROWSER_TIMEOUT_MS = 20_000
 SCREENSHOTS = OUTPUT_DIR / "screenshots"
 
 
+def _start_dashboard(stack: DevStack, api_url: str, port: int, log_name: str):
+    """`sendense dashboard` as its own process on `port`, reading `api_url` with the viewer token."""
+    env = {
+        "SENDENSE_DASHBOARD_API_URL": api_url,
+        "SENDENSE_DASHBOARD_TOKEN": stack.viewer_token,
+        "SENDENSE_DASHBOARD_PORT": str(port),
+    }
+    proc = stack.start_process("dashboard", log_path=OUTPUT_DIR / log_name, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_live(url, 30.0, proc)
+    except RuntimeError as exc:
+        stack.stop_process(proc)
+        raise RuntimeError(f"{exc}; see {OUTPUT_DIR / log_name}") from None
+    return proc, url
+
+
 @pytest.fixture(scope="session")
 def dashboard(api: str, stack: DevStack) -> Iterator[str]:
-    """`sendense dashboard` as its own process, reading the test API with the viewer token."""
-    env = {
-        "SENDENSE_DASHBOARD_API_URL": api,
-        "SENDENSE_DASHBOARD_TOKEN": stack.viewer_token,
-        "SENDENSE_DASHBOARD_PORT": str(DASHBOARD_PORT),
-    }
-    proc = stack.start_process("dashboard", log_path=OUTPUT_DIR / "dashboard.log", env=env)
-    url = f"http://127.0.0.1:{DASHBOARD_PORT}/"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the dashboard exited with {proc.returncode}; see {OUTPUT_DIR / 'dashboard.log'}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the dashboard did not answer on {url} within 30 s")
-        time.sleep(0.2)
+    proc, url = _start_dashboard(stack, api, DASHBOARD_PORT, "dashboard.log")
+    yield url
+    stack.stop_process(proc)
+
+
+@pytest.fixture
+def dashboard_without_api(stack: DevStack) -> Iterator[str]:
+    """A dashboard whose API is down (nothing listens on its port)."""
+    proc, url = _start_dashboard(stack, "http://127.0.0.1:9", DASHBOARD_PORT + 1, "dashboard-no-api.log")
     yield url
     stack.stop_process(proc)
 

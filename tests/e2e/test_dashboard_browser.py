@@ -160,3 +160,17 @@ def test_running_job_switches_to_rolled_up_data_when_it_finishes(
         timeout=BROWSER_TIMEOUT_MS
     )
     expect(page.get_by_text(re.compile(r"Job is running"))).to_have_count(0)
+
+
+def test_api_outage_is_a_readable_message_not_a_blank_page(browser, dashboard_without_api: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(BROWSER_TIMEOUT_MS)
+    try:
+        page.goto(dashboard_without_api)
+        message = page.get_by_text(re.compile(r"The API at http://127.0.0.1:9 did not answer .*sendense api"))
+        expect(message).to_be_visible()
+        assert "Traceback" not in page.content()
+        page.screenshot(path=SCREENSHOTS / "api-down.png")
+    finally:
+        context.close()
