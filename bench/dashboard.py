@@ -30,19 +30,13 @@ from _common import (
     table,
 )
 
+from pipeline.devstack import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - _common puts the project on sys.path
+
 __all__ = ["main"]
 
 DASHBOARD_PORT = 25006
 BARE_DASHBOARD_PORT = 25007
 CHART_POINTS = 200
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 LENGTH = "(n) => { const m = Bokeh.documents[0].get_model_by_name('speed-source');"
 LENGTH += " const t = m.data instanceof Map ? m.data.get('t') : m.data.t; return t.length === n; }"
 
@@ -162,7 +156,7 @@ def measure(vm: str, repeat: int) -> dict[str, list[float]]:
     labels = [label for _, label in job_options(machine["backups"])][: repeat + 1]
     out: dict[str, list[float]] = {"table": [], "chart": [], "bare_table": [], "bare_chart": []}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for _ in range(repeat):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             start = time.perf_counter()

@@ -12,9 +12,21 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["DevStack", "PROJECT_DIR", "wait_until_live"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DevStack", "PROJECT_DIR", "wait_until_live"]
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+# Debian's Chromium, headless, for the browser tests and the dashboard benchmark. Without the
+# background-networking flags it keeps trying hosts this machine cannot reach.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def wait_until_live(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:

@@ -41,6 +41,7 @@ class HealthController(Controller):
             "backlog": batcher.backlog,
             "written": batcher.written,
             "error": batcher.last_error,
+            "failing_since": batcher.last_error_at if batcher.last_error else None,
         }
         coalescer = state.ingest.coalescer
         checks["state_buffer"] = {

@@ -75,15 +75,6 @@ class PointBatcher:
             self._wake.set()
         return self.added
 
-    def add_many(self, lines: list[str]) -> int:
-        if len(self._lines) + len(lines) > self.max_buffered:
-            raise BufferFull(f"{len(self._lines)} points are waiting for InfluxDB ({self.last_error})")
-        self._lines.extend(lines)
-        self.added += len(lines)
-        if len(self._lines) >= self.batch_size:
-            self._wake.set()
-        return self.added
-
     def on_written(self, seq: int, callback: Callable[[], None]) -> None:
         """Call `callback` once every line up to `seq` has been accepted by InfluxDB."""
         if self.written >= seq:

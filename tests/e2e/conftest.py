@@ -12,20 +12,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from pipeline.devstack import DevStack, wait_until_live
+from pipeline.devstack import CHROMIUM, CHROMIUM_ARGS, DevStack, wait_until_live
 from tests.conftest import OUTPUT_DIR
 from tests.support.probes import update_body, wait_idle
 
 DASHBOARD_PORT = int(os.environ.get("SENDENSE_TEST_DASHBOARD_PORT", "15006"))
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 # Generous but bounded: every wait in the browser tests ends within this many milliseconds.
 BROWSER_TIMEOUT_MS = 20_000
 SCREENSHOTS = OUTPUT_DIR / "screenshots"

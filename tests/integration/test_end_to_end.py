@@ -5,18 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, text, update
 
 from pipeline.db.tables import backup_jobs
+from tests.support.job_sheet import JOB_SHEET_FIELDS
 from tests.support.probes import count_points, count_series, mirror_rows, update_body, wait_for, wait_idle
-
-JOB_SHEET_FIELDS = {
-    "duration_seconds": int,
-    "snapshots_recorded": int,
-    "peak_speed_bps": int,
-    "avg_speed_bps": int,
-    "min_speed_bps": int,
-    "peak_speed_mbps": float,
-    "avg_speed_mbps": float,
-    "chart_data": list,
-}
 
 
 def _create(agent, vm_name: str, **extra) -> str:

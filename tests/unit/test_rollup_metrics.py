@@ -17,27 +17,11 @@ from pipeline.rollup.metrics import (
     rollup_metrics,
     time_weighted_average,
 )
+from tests.support.job_sheet import ADDED_FIELDS, JOB_SHEET_FIELDS
 
 T0 = 1_764_000_000.0
-# The fields of the job sheet's original performance_metrics, with their JSON types.
-JOB_SHEET_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "duration_seconds": int,
-    "snapshots_recorded": int,
-    "peak_speed_bps": int,
-    "avg_speed_bps": int,
-    "min_speed_bps": int,
-    "peak_speed_mbps": float,
-    "avg_speed_mbps": float,
-    "chart_data": list,
-    "avg_speed_method": str,
-    "bytes_transferred": int,
-    "total_bytes": int,
-    "max_worker_count": (int, type(None)),
-    "phase_durations": dict,
-    "final_status": str,
-    "chart_points_source": int,
-    "disks": list,
-}
+# Every field the summary must carry, with its JSON type: the job sheet's and ours.
+METRICS_FIELDS = {**JOB_SHEET_FIELDS, **ADDED_FIELDS}
 
 
 def encoded_size(metrics: dict[str, Any]) -> int:
@@ -294,7 +278,7 @@ def test_smaller_size_budgets_and_chart_limits_are_honoured() -> None:
 
 def test_zero_samples_still_give_every_job_sheet_field() -> None:
     metrics = rollup(SampleColumns(), final_status="failed", started_at=T0, completed_at=T0 + 125.6)
-    for field, kind in JOB_SHEET_FIELDS.items():
+    for field, kind in METRICS_FIELDS.items():
         assert isinstance(metrics[field], kind), field
     assert metrics["duration_seconds"] == 126
     assert metrics["chart_data"] == []
@@ -322,7 +306,7 @@ def test_many_samples_take_their_duration_from_the_samples() -> None:
 def test_every_field_is_a_plain_json_type() -> None:
     samples, _, _ = big_job(1000)
     metrics = rollup(samples, disks=[DiskSummary(0, 1, 2, 3, 4, 5)])
-    for field, kind in JOB_SHEET_FIELDS.items():
+    for field, kind in METRICS_FIELDS.items():
         assert isinstance(metrics[field], kind), field
     point = metrics["chart_data"][1]
     assert [type(point[k]) for k in ("t", "s", "p", "phase")] == [int, int, float, str]
