@@ -1,4 +1,4 @@
-"""create_app(settings) -> Litestar: the HTTP API, with its stores and ingest buffers in app state."""
+"""create_app(settings) -> Litestar: the HTTP API. Stateless for correctness: run as many as you like."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from api.routes.telemetry import TelemetryController
 from pipeline.db.engine import create_db_engine
 from pipeline.history import TelemetryHistory
 from pipeline.ingest.service import TelemetryIngest
+from pipeline.jobs.store import JobStore
 from pipeline.settings import Settings, load_settings
 from pipeline.tsdb.influx import AsyncInflux
 
@@ -36,9 +37,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_db_engine(settings.mysql)
         influx = AsyncInflux(settings.influx)
-        ingest = TelemetryIngest(settings, engine, influx)
+        store = JobStore(engine)
+        ingest = TelemetryIngest(settings, store, influx)
         app.state.engine = engine
         app.state.influx = influx
+        app.state.store = store
         app.state.ingest = ingest
         app.state.history = TelemetryHistory(engine, influx, settings.influx.raw_rp)
         if not settings.api.auth_enabled:
@@ -67,6 +70,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[v1],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Routes that take more say so (the batch endpoint); everything else is far below this.
+        request_max_body_size=1024 * 1024,
         openapi_config=OpenAPIConfig(
             title="Sendense Telemetry API",
             version="1.0.0",

@@ -1,18 +1,23 @@
-"""Error responses: every failure is JSON with a `detail` a person can act on."""
+"""Error responses: every failure is JSON with a `detail` a person can act on; known conditions are never 500."""
 
 from __future__ import annotations
 
+import logging
 from typing import TypeVar
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 
 from pipeline.ingest.service import IngestError
+from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 
 __all__ = ["EXCEPTION_HANDLERS", "bad_request", "decode_strict"]
 
 T = TypeVar("T")
+log = logging.getLogger("sendense.api")
+
+RETRY_AFTER = 5
 
 
 def bad_request(detail: str) -> ValidationException:
@@ -22,19 +27,32 @@ def bad_request(detail: str) -> ValidationException:
 def decode_strict(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     """Decode a body strictly: "12" is not an int, unknown fields are refused, bounds apply.
 
-    Litestar's own `data` parsing converts leniently, so bodies are decoded here instead.
+    Litestar's own `data` parsing converts leniently, so bodies are decoded here instead. Bodies
+    nested deeper than msgspec allows are malformed JSON like any other (400), not a crash.
     """
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise bad_request(str(exc)) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise bad_request(f"body is not valid JSON: {exc}") from exc
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> Response:
+    return Response({"status_code": status, "detail": detail, **extra}, status_code=status, headers=headers)
 
 
 def _ingest_error(_: Request, exc: IngestError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return Response({"status_code": exc.status, "detail": exc.detail}, status_code=exc.status, headers=headers)
+    return _error(exc.status, exc.detail, headers)
+
+
+def _unavailable(detail: str, retry_after: int = RETRY_AFTER) -> Response:
+    return _error(503, detail, {"Retry-After": str(retry_after)})
+
+
+def _store_unavailable(_: Request, exc: StoreUnavailable) -> Response:
+    return _unavailable(exc.detail, exc.retry_after)
 
 
 def _validation_error(_: Request, exc: ValidationException) -> Response:
@@ -46,7 +64,32 @@ def _validation_error(_: Request, exc: ValidationException) -> Response:
             message = item.get("message", "")
             problems.append(f"{key}: {message}" if key else message)
     detail = "; ".join(problems) if problems else exc.detail
-    return Response({"status_code": 400, "detail": detail, "extra": exc.extra}, status_code=400)
+    return _error(400, detail, extra=exc.extra)
 
 
-EXCEPTION_HANDLERS = {IngestError: _ingest_error, ValidationException: _validation_error}
+def _http_error(_: Request, exc: HTTPException) -> Response:
+    if exc.status_code >= 500:
+        log.error("%d answered: %s", exc.status_code, exc.detail, exc_info=exc)
+    return _error(
+        exc.status_code,
+        exc.detail,
+        dict(exc.headers) if exc.headers else None,
+        **({"extra": exc.extra} if exc.extra else {}),
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    """A store outage anywhere is 503; anything else is a bug: logged with its traceback, then 500."""
+    if is_outage(exc):
+        return _unavailable(describe_outage(exc))
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, f"internal error ({type(exc).__name__}); it has been logged")
+
+
+EXCEPTION_HANDLERS = {
+    IngestError: _ingest_error,
+    StoreUnavailable: _store_unavailable,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -48,39 +48,52 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if not settings.api.auth_enabled:
         log.warning("no tokens configured: serving without authentication on %s (loopback only)", host)
-    if not _port_free(host, port):
-        # granian binds with SO_REUSEPORT: a second API on the same port would silently share the
-        # traffic, and each process would flush and cache only its own share of every job.
-        log.error("%s:%d is already in use (another `sendense api`?); refusing to start a second API", host, port)
-        return 2
+    # API processes keep nothing but caches: any number may serve (granian workers share one port,
+    # several processes or hosts sit behind nginx, see infra/nginx.sh), so there is no single-process guard.
     server = args.server or settings.api.server
-    log.info("API on http://%s:%d/api/v1 (OpenAPI: /api/v1/schema), server %s", host, port, server)
+    workers = args.workers or settings.api.workers
+    log.info(
+        "API on http://%s:%d/api/v1 (OpenAPI: /api/v1/schema), server %s, %d worker process(es)",
+        host,
+        port,
+        server,
+        workers,
+    )
     if server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
+        from granian.http import HTTP1Settings
 
         Granian(
-            "api.app:create_app", address=host, port=port, interface=Interfaces.ASGI, factory=True, log_access=False
+            "api.app:create_app",
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            factory=True,
+            log_access=False,
+            workers=workers,
+            backlog=settings.api.backlog,
+            # Bounded: a client that opens a connection and sends nothing (or trickles its headers)
+            # is dropped after this, so idle connections cannot pile up and lock others out.
+            backpressure=settings.api.max_concurrency,
+            http1_settings=HTTP1Settings(header_read_timeout=int(settings.api.header_timeout * 1000)),
         ).serve()
     else:
         import uvicorn
 
-        uvicorn.run("api.app:create_app", host=host, port=port, factory=True, log_level="warning", access_log=False)
+        uvicorn.run(
+            "api.app:create_app",
+            host=host,
+            port=port,
+            factory=True,
+            log_level="warning",
+            access_log=False,
+            workers=workers if workers > 1 else None,
+            backlog=settings.api.backlog,
+            timeout_keep_alive=int(settings.api.header_timeout),
+            limit_concurrency=settings.api.max_concurrency,
+        )
     return 0
-
-
-def _port_free(host: str, port: int) -> bool:
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # SO_REUSEADDR: connections of a stopped server in TIME_WAIT do not count; a listener does.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
@@ -234,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.add_argument("--server", choices=["granian", "uvicorn"])
+    api.add_argument("--workers", type=int, help="worker processes sharing the port (default SENDENSE_API_WORKERS)")
     api.set_defaults(func=cmd_api)
     sub.add_parser("scheduler", help="run the rollup, purge and reaper jobs").set_defaults(func=cmd_scheduler)
     sub.add_parser("migrate", help="create or upgrade the MySQL schema and the InfluxDB database").set_defaults(

@@ -111,6 +111,12 @@ class DevStack:
     def start_influx(self) -> None:
         self._infra("influxdb.sh", "start")
 
+    def stop_mysql(self) -> None:
+        self._infra("mariadb.sh", "stop")
+
+    def start_mysql(self) -> None:
+        self._infra("mariadb.sh", "start")
+
     def migrate(self) -> None:
         subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "--log-level", "WARNING", "migrate"],

@@ -11,7 +11,7 @@ from anyio import to_thread
 from sqlalchemy import Engine, select
 
 from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
-from pipeline.ingest.models import TERMINAL_STATUSES
+from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.tsdb.encoding import TELEMETRY
 from pipeline.tsdb.influx import AsyncInflux, InfluxError, quote_ident
 

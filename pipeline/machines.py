@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
 
-from pipeline.jobs import aware, duration_seconds, list_jobs
+from pipeline.clock import aware
+from pipeline.jobs.views import duration_seconds, list_jobs
 
 __all__ = ["get_machine", "list_machines", "success_rate"]
 

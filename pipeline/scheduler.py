@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from pipeline.db.engine import create_db_engine
-from pipeline.rollup.job import RollupJob
+from pipeline.jobs.store import JobStore
+from pipeline.outages import describe_outage, is_outage
+from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
 from pipeline.rollup.reader import TelemetryReader
-from pipeline.rollup.reaper import reap_stale_jobs
 from pipeline.settings import Settings
 from pipeline.tsdb.influx import SyncInflux
 
@@ -21,40 +22,52 @@ log = logging.getLogger("sendense.scheduler")
 
 
 class SchedulerJobs:
-    """The three jobs, each safe to run while other scheduler processes run them too."""
+    """The three jobs, each safe to run while other scheduler processes run them too.
+
+    An outage stops a run quietly (one warning, the next run tries again); anything else is a bug
+    and is logged with its traceback. Neither stops the scheduler.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_db_engine(settings.mysql, pool_size=2)
+        self.store = JobStore(self.engine)
         self.influx = SyncInflux(settings.influx)
-        self.purger = TelemetryPurger(self.engine, self.influx, settings.influx.summary_rp)
+        self.purger = TelemetryPurger(self.store, self.influx, settings.influx.summary_rp)
         self.rollup = RollupJob(
-            self.engine,
+            self.store,
             TelemetryReader(self.influx, settings.influx.raw_rp),
             self.purger,
             settings.scheduler,
         )
 
-    def roll_up(self) -> int:
+    def _guard(self, name: str, func, empty):
         try:
-            return self.rollup.run_once()
-        except Exception as exc:  # an outage: nothing was committed, the next run tries again
-            log.warning("rollup run stopped: %s", exc)
-            return 0
+            return func()
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("%s run stopped by an outage, next run retries: %s", name, describe_outage(exc))
+            else:
+                log.exception("%s run failed", name)
+            return empty
+
+    def roll_up(self) -> RollupRun:
+        run = self._guard("rollup", self.rollup.run_once, RollupRun())
+        if run.stopped_by:
+            log.warning("rollup run stopped by an outage after %d jobs: %s", run.rolled_up, run.stopped_by)
+        return run
 
     def purge(self) -> int:
-        try:
-            return self.purger.retry_unfinished() + self.purger.sweep_leftovers()
-        except Exception as exc:
-            log.warning("purge run stopped: %s", exc)
-            return 0
+        return self._guard("purge", lambda: self.purger.retry_unfinished() + self.purger.sweep_leftovers(), 0)
 
     def reap(self) -> int:
-        try:
-            return len(reap_stale_jobs(self.engine, self.settings.scheduler.stale_after))
-        except Exception as exc:
-            log.warning("reaper run stopped: %s", exc)
-            return 0
+        def reap() -> int:
+            stale = self.store.reap(self.settings.scheduler.stale_after)
+            for job_id in stale:
+                log.warning("job %s marked failed: telemetry timeout", job_id)
+            return len(stale)
+
+        return self._guard("reaper", reap, 0)
 
     def close(self) -> None:
         self.influx.close()

@@ -84,6 +84,12 @@ class MySQLSettings:
     """SQLAlchemy URL; the defaults are the job sheet's database, user and password."""
     pool_size: int = field(default_factory=lambda: _env_int("SENDENSE_MYSQL_POOL_SIZE", 8))
     """Connections kept open per process."""
+    connect_timeout: int = field(default_factory=lambda: _env_int("SENDENSE_MYSQL_CONNECT_TIMEOUT", 3))
+    """Seconds to open a connection before the store counts as unavailable (503 to clients)."""
+    query_timeout: int = field(default_factory=lambda: _env_int("SENDENSE_MYSQL_QUERY_TIMEOUT", 30))
+    """Seconds one statement may take to answer before the connection is given up."""
+    lock_wait_timeout: int = field(default_factory=lambda: _env_int("SENDENSE_MYSQL_LOCK_WAIT_TIMEOUT", 10))
+    """Seconds a statement waits for a row lock (InnoDB's default is 50)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,14 @@ class ApiSettings:
     """Comma-separated bearer tokens that may only read."""
     server: str = field(default_factory=lambda: _env("SENDENSE_API_SERVER", "granian"))
     """ASGI server used by `sendense api`: granian or uvicorn."""
+    workers: int = field(default_factory=lambda: _env_int("SENDENSE_API_WORKERS", 1))
+    """Worker processes of one `sendense api`, sharing its port (each a full, stateless API)."""
+    backlog: int = field(default_factory=lambda: _env_int("SENDENSE_API_BACKLOG", 2048))
+    """Listen backlog: connections the kernel queues while every worker is busy."""
+    max_concurrency: int = field(default_factory=lambda: _env_int("SENDENSE_API_MAX_CONCURRENCY", 4096))
+    """Requests (connections, for granian) one worker serves at once; more wait in the backlog."""
+    header_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEADER_TIMEOUT", 10.0))
+    """Seconds a connection may take to send a request's headers (and may stay idle between requests)."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -108,20 +122,22 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class IngestSettings:
-    """Buffers between the request path and the stores."""
+    """The acknowledgement path: group commits of points to InfluxDB and state to MySQL."""
 
-    batch_size: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_BATCH_SIZE", 20_000))
-    """Most points per InfluxDB write request (larger batches measured faster end to end)."""
-    flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_INGEST_FLUSH_INTERVAL", 0.5))
-    """Seconds a point may wait in the batcher before it is written."""
-    max_buffered_points: int = field(default_factory=lambda: _env_int("SENDENSE_INGEST_MAX_BUFFERED", 1_000_000))
-    """Points held while InfluxDB is unreachable; past this, updates get 503 and agents retry."""
-    state_flush_interval: float = field(default_factory=lambda: _env_float("SENDENSE_STATE_FLUSH_INTERVAL", 1.0))
-    """Seconds between flushes of the per-job current state to `backup_jobs`."""
+    commit_linger: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_LINGER", 0.002))
+    """Seconds a group commit waits for more updates to join it before it starts."""
+    commit_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_POINTS", 5000))
+    """Most points in one InfluxDB write of a group commit (a bigger batch request is written in parts)."""
+    commit_max_inflight: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_INFLIGHT", 4))
+    """Group commits under way at once per API process; updates arriving meanwhile join the next one."""
+    commit_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_TIMEOUT", 5.0))
+    """Seconds an InfluxDB write of a group commit may take before its updates get 503 + Retry-After."""
+    max_queued_updates: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_QUEUED", 50_000))
+    """Updates waiting for a group commit per process; past this, updates get 503 + Retry-After at once."""
+    retry_after: int = field(default_factory=lambda: _env_int("SENDENSE_RETRY_AFTER", 5))
+    """Seconds in the Retry-After header of a 503 (a store unavailable, or the process overloaded)."""
     snapshot_interval: float = field(default_factory=lambda: _env_float("SENDENSE_SNAPSHOT_INTERVAL", 30.0))
     """Seconds between rows mirrored per job into `job_telemetry_snapshots` (the job sheet's 30 s)."""
-    terminal_flush_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_TERMINAL_FLUSH_TIMEOUT", 5.0))
-    """Seconds a terminal update waits for its job's points to reach InfluxDB before answering anyway."""
     max_timestamp_age: float = field(default_factory=lambda: _env_float("SENDENSE_MAX_TIMESTAMP_AGE", 7 * 86400.0))
     """Oldest agent timestamp accepted, in seconds before now."""
 
@@ -140,8 +156,12 @@ class SchedulerSettings:
     """Seconds between stale-job checks."""
     stale_after: float = field(default_factory=lambda: _env_float("SENDENSE_STALE_JOB_TIMEOUT", 900.0))
     """A running job silent for this many seconds is marked failed ("telemetry timeout")."""
-    pending_points_grace: float = field(default_factory=lambda: _env_float("SENDENSE_PENDING_POINTS_GRACE", 3600.0))
-    """Seconds the rollup waits for points the API still holds for a finished job before rolling it up anyway."""
+    rollup_max_attempts: int = field(default_factory=lambda: _env_int("SENDENSE_ROLLUP_MAX_ATTEMPTS", 5))
+    """Failed rollups of one job (outages not counted) before it is set aside as failed-to-roll-up."""
+    rollup_retry_base: float = field(default_factory=lambda: _env_float("SENDENSE_ROLLUP_RETRY_BASE", 30.0))
+    """Seconds before the first retry of a failed rollup; doubled at each further failure."""
+    rollup_retry_max: float = field(default_factory=lambda: _env_float("SENDENSE_ROLLUP_RETRY_MAX", 3600.0))
+    """Longest wait between two rollup attempts of one job."""
     chart_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_CHART_MAX_POINTS", 100))
     """Most points kept in `performance_metrics.chart_data`."""
 

@@ -20,10 +20,9 @@ STACK = DevStack(
     mysql_port=int(os.environ.get("SENDENSE_TEST_MYSQL_PORT", "13306")),
     api_port=int(os.environ.get("SENDENSE_TEST_API_PORT", "18082")),
     extra_env={
-        # Short waits so that the tests see flushes and outages quickly.
-        "SENDENSE_TERMINAL_FLUSH_TIMEOUT": "2",
-        "SENDENSE_STATE_FLUSH_INTERVAL": "0.2",
-        "SENDENSE_INGEST_FLUSH_INTERVAL": "0.1",
+        # Short waits so that the tests see outages and rollups quickly.
+        "SENDENSE_COMMIT_TIMEOUT": "2",
+        "SENDENSE_RETRY_AFTER": "1",
         "SENDENSE_ROLLUP_INTERVAL": "1",
         "SENDENSE_PURGE_INTERVAL": "2",
     },

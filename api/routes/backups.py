@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from anyio import to_thread
@@ -13,12 +13,14 @@ from litestar.params import Parameter
 
 from api.errors import bad_request, decode_strict
 from pipeline.ingest.models import JOB_ID_PATTERN, CreateBackup
-from pipeline.jobs import JobConflict, create_job, get_job, list_jobs
+from pipeline.jobs.store import JobConflict
+from pipeline.jobs.views import get_job, list_jobs
+from pipeline.jobs.vocabulary import JobStatus
 
 __all__ = ["BackupController"]
 
 _create_decoder = msgspec.json.Decoder(CreateBackup)
-StatusFilter = Literal["pending", "running", "completed", "failed", "cancelled"]
+StatusFilter = JobStatus
 
 
 class BackupController(Controller):
@@ -32,11 +34,14 @@ class BackupController(Controller):
         body works as is."""
         data = decode_strict(await request.body(), _create_decoder)
         try:
-            return await to_thread.run_sync(create_job, state.engine, data)
+            job_id = await to_thread.run_sync(state.store.create, data)
         except JobConflict as exc:
             raise ClientException(str(exc), status_code=409) from exc
         except ValueError as exc:
             raise bad_request(str(exc)) from exc
+        job = await to_thread.run_sync(get_job, state.engine, job_id)
+        assert job is not None
+        return job
 
     @get(sync_to_thread=True)
     def list(

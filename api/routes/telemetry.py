@@ -12,7 +12,8 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 
 from api.errors import bad_request, decode_strict
-from pipeline.ingest.models import JOB_ID_PATTERN, JOB_TYPES, BatchBody, BatchUpdate, LooseBatchBody, TelemetryUpdate
+from pipeline.ingest.models import JOB_ID_PATTERN, BatchBody, BatchUpdate, LooseBatchBody, TelemetryUpdate
+from pipeline.jobs.vocabulary import JOB_TYPES
 
 __all__ = ["TelemetryController"]
 
@@ -23,6 +24,8 @@ _item_decoder = msgspec.json.Decoder(BatchUpdate)
 _update_decoder = msgspec.json.Decoder(TelemetryUpdate)
 _job_id = re.compile(JOB_ID_PATTERN)
 MAX_BATCH_BYTES = 8 * 1024 * 1024
+# One update is at most ~5 KB (a 4,000-character error message); anything far larger is refused unread.
+MAX_UPDATE_BYTES = 64 * 1024
 
 
 class TelemetryController(Controller):
@@ -39,7 +42,7 @@ class TelemetryController(Controller):
             indexes = list(range(len(items)))
         except msgspec.ValidationError:
             items, rejected, indexes = self._decode_items(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise bad_request(f"body is not valid JSON: {exc}") from exc
         result = await state.ingest.submit_batch(items)
         for entry in result["rejected"]:
@@ -54,12 +57,14 @@ class TelemetryController(Controller):
             loose = _loose_decoder.decode(raw)
         except msgspec.ValidationError as exc:
             raise bad_request(str(exc)) from exc
+        except RecursionError as exc:  # nested deeper than a decoder allows: malformed for our purposes
+            raise bad_request(f"body is not valid JSON: {exc}") from exc
         items, rejected, indexes = [], [], []
         for index, item in enumerate(loose.updates):
             try:
                 items.append(_item_decoder.decode(item))
                 indexes.append(index)
-            except msgspec.ValidationError as exc:
+            except (msgspec.ValidationError, RecursionError) as exc:
                 rejected.append({"index": index, "status": 400, "detail": str(exc)})
         return items, rejected, indexes
 
@@ -74,11 +79,13 @@ class TelemetryController(Controller):
             raise NotFoundException(f"job {job_id!r} does not exist")
         return body
 
-    @post("/{job_type:str}/{job_id:str}")
+    @post("/{job_type:str}/{job_id:str}", request_max_body_size=MAX_UPDATE_BYTES)
     async def update(self, request: Request, job_type: str, job_id: str) -> Response:
         """One update (body: TelemetryUpdate: bytes_transferred, total_bytes, transfer_speed_bps, progress_percent
         0-100, current_phase, optional status running|completed|failed|cancelled, disk_index, worker_count,
-        error_message, timestamp). Running: 202 once queued. Terminal: 200 once durable. Finished job: 409."""
+        error_message, timestamp). 202 (running) and 200 (terminal) are answered only once the update's point
+        is in InfluxDB and the job's state committed in MySQL. Finished job: 409. A store unavailable: 503
+        with Retry-After."""
         # The hot path: path parameters checked here with a compiled pattern, cheaper than Litestar's
         # per-request conversion of constrained parameters.
         if job_type not in JOB_TYPES:

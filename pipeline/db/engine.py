@@ -1,4 +1,4 @@
-"""Engine factory for the relational store: UTC sessions, pre-pinged pooled connections."""
+"""Engine factory for the relational store: UTC sessions, bounded waits, pre-pinged pooled connections."""
 
 from __future__ import annotations
 
@@ -16,18 +16,30 @@ def describe_url(url: str) -> str:
 
 
 def create_db_engine(settings: MySQLSettings, *, pool_size: int | None = None) -> Engine:
-    """A pooled engine whose connections all speak UTC, so DATETIME and TIMESTAMP columns agree."""
+    """A pooled engine whose connections all speak UTC, so DATETIME and TIMESTAMP columns agree.
+
+    Every wait is bounded (connect, each statement, each row lock), so a store that is down or hung
+    turns into an error the caller can answer with 503 instead of a request that never ends.
+    """
     engine = create_engine(
         settings.url,
         pool_size=pool_size or settings.pool_size,
         max_overflow=pool_size or settings.pool_size,
         pool_pre_ping=True,
         pool_recycle=3600,
+        pool_timeout=settings.connect_timeout + 2,
+        connect_args={
+            "connect_timeout": settings.connect_timeout,
+            "read_timeout": settings.query_timeout,
+            "write_timeout": settings.query_timeout,
+        },
     )
+    lock_wait = int(settings.lock_wait_timeout)
 
     @event.listens_for(engine, "connect")
-    def _set_utc(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+    def _set_session(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SET time_zone = '+00:00'")
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = %s", (lock_wait,))
 
     return engine

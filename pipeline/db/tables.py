@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -58,10 +57,15 @@ backup_jobs = Table(
     # Copied out of performance_metrics by the rollup so that it can be indexed portably
     # (a functional index on a JSON path is MySQL-8-only).
     Column("avg_speed_bps", BigInteger(), nullable=True),
-    # True while the API still holds points of a finished job that InfluxDB has not accepted.
-    Column("telemetry_pending", Boolean(), nullable=False, server_default=text("0")),
+    # The snapshot cadence of job_telemetry_snapshots, shared by every API process.
+    Column("last_snapshot_at", Moment, nullable=True),
     Column("rolled_up_at", Moment, nullable=True),
     Column("purged_at", Moment, nullable=True),
+    # Rollup isolation: a failing job is retried with back-off, then set aside (rollup_failed_at).
+    Column("rollup_attempts", Integer(), nullable=False, server_default="0"),
+    Column("rollup_last_error", Text(), nullable=True),
+    Column("rollup_next_attempt_at", Moment, nullable=True),
+    Column("rollup_failed_at", Moment, nullable=True),
     Index(None, "vm_name", "created_at"),
     Index(None, "repository_id", "created_at"),
     Index(None, "status", "rolled_up_at"),
@@ -69,6 +73,7 @@ backup_jobs = Table(
     Index(None, "rolled_up_at", "purged_at"),
     Index(None, "avg_speed_bps"),
     Index(None, "created_at"),
+    Index(None, "rollup_failed_at"),
 )
 
 backup_disks = Table(
@@ -81,6 +86,9 @@ backup_disks = Table(
     Column("bytes_transferred", BigInteger(), nullable=False, server_default="0"),
     Column("progress_percent", Numeric(5, 2), nullable=False, server_default="0"),
     Column("status", String(20), nullable=False, server_default="pending"),
+    # The update time of the state above (never goes backwards) and the disk's snapshot cadence.
+    Column("last_telemetry_at", Moment, nullable=True),
+    Column("last_snapshot_at", Moment, nullable=True),
     UniqueConstraint("job_id", "disk_index"),
 )
 

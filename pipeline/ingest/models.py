@@ -5,26 +5,22 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
+from pipeline.jobs.vocabulary import BackupType, JobType, UpdateStatus
+
 __all__ = [
-    "BackupType",
     "BatchBody",
     "BatchUpdate",
     "CreateBackup",
     "DiskSpec",
     "JobId",
-    "JobStatus",
-    "JOB_TYPES",
-    "JobType",
     "MachineSpec",
     "Name",
-    "TERMINAL_STATUSES",
     "TelemetryUpdate",
-    "UpdateStatus",
     "server_job_id",
 ]
 
@@ -60,13 +56,6 @@ Percent = Annotated[float, Meta(ge=0.0, le=100.0)]
 DiskIndex = Annotated[int, Meta(ge=0, le=255)]
 WorkerCount = Annotated[int, Meta(ge=0, le=4096)]
 Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
-
-JobType = Literal["backup", "restore", "replication"]
-BackupType = Literal["full", "incremental", "differential"]
-JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-UpdateStatus = Literal["running", "completed", "failed", "cancelled"]
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-JOB_TYPES = frozenset({"backup", "restore", "replication"})
 
 
 class TelemetryUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

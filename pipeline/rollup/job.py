@@ -4,110 +4,139 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import Connection, Engine, or_, select, update
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pipeline.db.tables import backup_jobs
+from pipeline.jobs.store import JobStore, RetryPolicy, RollupClaim
+from pipeline.outages import is_outage
 from pipeline.rollup.metrics import rollup_metrics
 from pipeline.rollup.purge import PURGE_COLUMNS, TelemetryPurger
 from pipeline.rollup.reader import TelemetryReader
 from pipeline.settings import SchedulerSettings
 
-__all__ = ["RollupJob"]
+__all__ = ["RollupJob", "RollupRun"]
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("completed", "failed", "cancelled")
+CLAIM_COLUMNS = (*PURGE_COLUMNS, backup_jobs.c.started_at, backup_jobs.c.rollup_attempts)
 
 
 def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.replace(tzinfo=UTC).timestamp()
 
 
+@dataclass
+class RollupRun:
+    """What one run did: jobs rolled up, jobs whose rollup failed (recorded), and whether an outage stopped it."""
+
+    rolled_up: int = 0
+    failed: int = 0
+    stopped_by: str | None = None
+
+
 class RollupJob:
-    """Exactly-once rollup across any number of scheduler processes.
+    """Exactly-once rollup across any number of scheduler processes, isolated per job.
 
     A job is claimed with `SELECT ... FOR UPDATE SKIP LOCKED`; its row stays locked while its
     points are read and its summary computed, and the summary is committed in the same
     transaction. Another scheduler skips the locked row and, after the commit, no longer
-    matches it (`rolled_up_at` is set). Raw points are removed only after that commit.
+    matches it. Raw points are removed only after that commit.
+
+    A job whose rollup raises (bad data, a bug) has the failure recorded in the same transaction
+    and is retried with back-off, then set aside; the run goes on with the next job. An outage of
+    InfluxDB or MySQL is nobody's fault: nothing is recorded and the run stops until the next one.
     """
 
     def __init__(
-        self, engine: Engine, reader: TelemetryReader, purger: TelemetryPurger, settings: SchedulerSettings
+        self, store: JobStore, reader: TelemetryReader, purger: TelemetryPurger, settings: SchedulerSettings
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.reader = reader
         self.purger = purger
         self.settings = settings
+        self.policy = RetryPolicy(settings.rollup_max_attempts, settings.rollup_retry_base, settings.rollup_retry_max)
 
-    def run_once(self) -> int:
-        """Roll up finished jobs until none is left or the batch limit is reached; returns how many."""
-        done = 0
-        while done < self.settings.rollup_batch:
-            job_id = self.roll_up_next()
-            if job_id is None:
+    def run_once(self) -> RollupRun:
+        """Roll up finished jobs until none is due or the batch limit is reached."""
+        run = RollupRun()
+        while run.rolled_up + run.failed < self.settings.rollup_batch:
+            try:
+                outcome = self.roll_up_next()
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                run.stopped_by = str(exc)
                 break
-            done += 1
-        return done
+            if outcome is None:
+                break
+            if outcome:
+                run.rolled_up += 1
+            else:
+                run.failed += 1
+        return run
 
-    def _claim(self, conn: Connection):
-        grace_cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=self.settings.pending_points_grace)
-        return conn.execute(
-            select(*PURGE_COLUMNS, backup_jobs.c.started_at)
-            .where(
-                backup_jobs.c.status.in_(FINISHED),
-                backup_jobs.c.rolled_up_at.is_(None),
-                # Points the API still holds for this job (InfluxDB was down at its end) are waited
-                # for, up to a grace period after which the job is summarised with what arrived.
-                or_(backup_jobs.c.telemetry_pending.is_(False), backup_jobs.c.completed_at < grace_cutoff),
-            )
-            .order_by(backup_jobs.c.completed_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
-
-    def roll_up_next(self) -> str | None:
-        with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn:
-            with conn.begin():
-                job = self._claim(conn)
-                if job is None:
-                    return None
-                started = time.perf_counter()
-                samples = self.reader.samples(job.id)
-                disks = self.reader.disks(job.id)
-                metrics = rollup_metrics(
-                    samples,
-                    final_status=job.status,
-                    started_at=_epoch(job.started_at),
-                    completed_at=_epoch(job.completed_at),
-                    disks=disks,
-                    max_chart_points=self.settings.chart_max_points,
-                    # Room for the byte totals added below, so the summary stays under 8 KB.
-                    max_bytes=8000 - 100,
-                )
-                metrics.update(self.reader.totals(job.id))
-                conn.execute(
-                    update(backup_jobs)
-                    .where(backup_jobs.c.id == job.id)
-                    .values(
-                        performance_metrics=metrics,
-                        avg_speed_bps=metrics["avg_speed_bps"],
-                        rolled_up_at=datetime.now(UTC).replace(tzinfo=None),
-                    )
-                )
-            log.info(
-                "rolled up %s (%s): %d points, avg %.1f MiB/s, peak %.1f MiB/s in %.0f ms",
-                job.id,
-                job.status,
-                metrics["snapshots_recorded"],
-                metrics["avg_speed_mbps"],
-                metrics["peak_speed_mbps"],
-                (time.perf_counter() - started) * 1000,
-            )
+    def roll_up_next(self) -> bool | None:
+        """One job: True rolled up, False failed (recorded), None nothing due. Outages raise."""
+        with self.store.claim_rollup(CLAIM_COLUMNS) as claim:
+            if claim is None:
+                return None
+            started = time.perf_counter()
+            try:
+                metrics = self._metrics(claim)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                self._record_failure(claim, exc)
+                return False
+            claim.save(metrics)
+        job = claim.job
+        log.info(
+            "rolled up %s (%s): %d points, avg %.1f MiB/s, peak %.1f MiB/s in %.0f ms",
+            job.id,
+            job.status,
+            metrics["snapshots_recorded"],
+            metrics["avg_speed_mbps"],
+            metrics["peak_speed_mbps"],
+            (time.perf_counter() - started) * 1000,
+        )
         try:
             self.purger.purge(job, metrics)
         except Exception as exc:  # the purge job retries; the summary is safe
             log.warning("rolled up %s but could not purge its raw telemetry yet: %s", job.id, exc)
-        return job.id
+        return True
+
+    def _metrics(self, claim: RollupClaim) -> dict:
+        job = claim.job
+        return rollup_metrics(
+            self.reader.samples(job.id),
+            final_status=job.status,
+            started_at=_epoch(job.started_at),
+            completed_at=_epoch(job.completed_at),
+            disks=self.reader.disks(job.id),
+            totals=self.reader.totals(job.id),
+            max_chart_points=self.settings.chart_max_points,
+        )
+
+    def _record_failure(self, claim: RollupClaim, exc: Exception) -> None:
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        attempts, gave_up = claim.fail(error, self.policy)
+        if gave_up:
+            log.error(
+                "rollup of %s failed %d times; set aside as failed-to-roll-up (its raw telemetry is kept): %s",
+                claim.job.id,
+                attempts,
+                error,
+                exc_info=exc,
+            )
+        else:
+            log.error(
+                "rollup of %s failed (attempt %d of %d), retrying in %.0f s: %s",
+                claim.job.id,
+                attempts,
+                self.policy.max_attempts,
+                self.policy.delay(attempts),
+                error,
+                exc_info=exc,
+            )

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_DISKS",
     "MAX_PHASE_LENGTH",
     "DiskSummary",
+    "JobTotals",
     "SampleColumns",
     "phase_durations",
     "rollup_metrics",
@@ -34,6 +35,15 @@ _MAX_STATUS_LENGTH = 32
 # A chart keeps at least this many points before phases or disks are dropped to meet the size bound.
 _CHART_FLOOR = 16
 _NO_WORKERS = -1
+
+
+@dataclass(frozen=True, slots=True)
+class JobTotals:
+    """A job's last byte counts and its largest worker count."""
+
+    bytes_transferred: int = 0
+    total_bytes: int = 0
+    max_worker_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +215,14 @@ def rollup_metrics(
     started_at: float | None,
     completed_at: float | None,
     disks: Sequence[DiskSummary] = (),
+    totals: JobTotals | None = None,
     max_chart_points: int = 100,
     max_bytes: int = 8000,
 ) -> dict[str, Any]:
     """The JSON-ready `performance_metrics` of a finished job, at most `max_bytes` when compactly encoded.
+
+    `totals` are the job's byte counts and largest worker count when the caller has them from
+    elsewhere (InfluxDB aggregates them); without, they come from the last sample.
 
     Over budget, the chart loses points (down to 16), then the shortest phases, then the highest-indexed
     disks, and finally chart points down to first/last/peak/minimum; `*_omitted` count what was dropped.
@@ -241,9 +255,11 @@ def rollup_metrics(
         "avg_speed_mbps": round(avg / _MIB, 2),
         "chart_data": [],
         "avg_speed_method": "time_weighted",
-        "bytes_transferred": int(done[-1]) if n else 0,
-        "total_bytes": int(total[-1]) if n else 0,
-        "max_worker_count": int(workers.max()) if n and workers.max() >= 0 else None,
+        "bytes_transferred": totals.bytes_transferred if totals else (int(done[-1]) if n else 0),
+        "total_bytes": totals.total_bytes if totals else (int(total[-1]) if n else 0),
+        "max_worker_count": (
+            totals.max_worker_count if totals else (int(workers.max()) if n and workers.max() >= 0 else None)
+        ),
         "phase_durations": {},
         # Worst case while sizing: the counts can only shrink, and with them their digits.
         "phase_durations_omitted": len(durations),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import re
 
-from sqlalchemy import Engine, Row, bindparam, delete, select, update
+from sqlalchemy import Row
 
-from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
+from pipeline.clock import epoch_ns
+from pipeline.db.tables import backup_jobs
+from pipeline.jobs.store import JobStore
 from pipeline.tsdb.encoding import TELEMETRY, encode_summary
 from pipeline.tsdb.influx import SyncInflux, quote_ident
 
@@ -28,9 +30,8 @@ PURGE_COLUMNS = (
 )
 
 
-def _ns(moment: datetime) -> int:
-    aware = moment.replace(tzinfo=UTC)
-    return (int(aware.timestamp()) * 1_000_000 + aware.microsecond) * 1000
+# Job ids are restricted to [A-Za-z0-9._-] (no escaping in a series key); anything else is not ours.
+_JOB_ID_TAG = re.compile(r"(?:^|,)job_id=([A-Za-z0-9][A-Za-z0-9._-]{0,254})(?:,|$)")
 
 
 def summary_line(job: Row, metrics: dict) -> str:
@@ -54,14 +55,14 @@ def summary_line(job: Row, metrics: dict) -> str:
         "peak_speed_mbps": float(metrics.get("peak_speed_mbps", 0.0)),
         "avg_speed_mbps": float(metrics.get("avg_speed_mbps", 0.0)),
     }
-    return encode_summary(tags, fields, _ns(job.completed_at or job.created_at))
+    return encode_summary(tags, fields, epoch_ns(job.completed_at or job.created_at))
 
 
 class TelemetryPurger:
     """Every step is idempotent, so a purge interrupted anywhere is simply run again."""
 
-    def __init__(self, engine: Engine, influx: SyncInflux, summary_rp: str) -> None:
-        self.engine = engine
+    def __init__(self, store: JobStore, influx: SyncInflux, summary_rp: str) -> None:
+        self.store = store
         self.influx = influx
         self.summary_rp = summary_rp
 
@@ -70,41 +71,34 @@ class TelemetryPurger:
         self.influx.write(summary_line(job, metrics), rp=self.summary_rp)
         # DROP SERIES also removes the series from the index, so per-job cardinality does not pile up.
         self.influx.query(f"DROP SERIES FROM {quote_ident(TELEMETRY)} WHERE job_id = $job_id", {"job_id": job.id})
-        now = datetime.now(UTC).replace(tzinfo=None)
-        with self.engine.begin() as conn:
-            conn.execute(delete(job_telemetry_snapshots).where(job_telemetry_snapshots.c.job_id == job.id))
-            conn.execute(
-                update(backup_jobs).where(backup_jobs.c.id == job.id).values(purged_at=now, telemetry_pending=False)
-            )
+        self.store.mark_purged(job.id)
 
     def retry_unfinished(self, limit: int = 500) -> int:
         """Purge jobs whose summary was committed but whose purge did not finish (a crash, an outage)."""
-        with self.engine.connect() as conn:
-            jobs = conn.execute(
-                select(*PURGE_COLUMNS)
-                .where(backup_jobs.c.rolled_up_at.is_not(None), backup_jobs.c.purged_at.is_(None))
-                .limit(limit)
-            ).all()
+        jobs = self.store.unpurged(PURGE_COLUMNS, limit)
         for job in jobs:
             self.purge(job)
         return len(jobs)
 
+    def live_job_ids(self) -> set[str]:
+        """Job ids of the `job_telemetry` series that exist now.
+
+        `SHOW SERIES`, not `SHOW TAG VALUES`: on InfluxDB 1.6 the latter keeps listing the values of
+        series already dropped, which made every sweep drop the same jobs again, forever.
+        """
+        result = self.influx.query(f"SHOW SERIES FROM {quote_ident(TELEMETRY)}")
+        ids = set()
+        for r in result:
+            for s in r.get("series", []):
+                for (key,) in s.get("values", []):
+                    match = _JOB_ID_TAG.search(key)
+                    if match:
+                        ids.add(match.group(1))
+        return ids
+
     def sweep_leftovers(self) -> int:
-        """Drop series of rolled-up jobs that points reached after their purge (a late or stray write)."""
-        result = self.influx.query(f'SHOW TAG VALUES FROM {quote_ident(TELEMETRY)} WITH KEY = "job_id"')
-        job_ids = [row[1] for r in result for s in r.get("series", []) for row in s.get("values", [])]
-        if not job_ids:
-            return 0
-        with self.engine.connect() as conn:
-            done = [
-                row.id
-                for row in conn.execute(
-                    select(backup_jobs.c.id).where(
-                        backup_jobs.c.id.in_(bindparam("ids", expanding=True)), backup_jobs.c.purged_at.is_not(None)
-                    ),
-                    {"ids": job_ids},
-                )
-            ]
+        """Drop series of purged jobs that points reached after their purge (a late or stray write)."""
+        done = self.store.purged_among(sorted(self.live_job_ids()))
         for job_id in done:
             log.info("dropping leftover series of rolled-up job %s", job_id)
             self.influx.query(f"DROP SERIES FROM {quote_ident(TELEMETRY)} WHERE job_id = $job_id", {"job_id": job_id})

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from pipeline.rollup.metrics import DiskSummary, SampleColumns
+from pipeline.rollup.metrics import DiskSummary, JobTotals, SampleColumns
 from pipeline.tsdb.encoding import TELEMETRY
 from pipeline.tsdb.influx import SyncInflux, quote_ident
 
 __all__ = ["TelemetryReader"]
 
+_DISK_INDEX = re.compile(r"[0-9]{1,3}")
 _JOB_LEVEL = "WHERE job_id = $job_id AND disk_index = ''"
 _PER_DISK = "WHERE job_id = $job_id AND disk_index != ''"
 
@@ -51,7 +54,7 @@ class TelemetryReader:
                 )
         return columns
 
-    def totals(self, job_id: str) -> dict[str, int | None]:
+    def totals(self, job_id: str) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""
         result = self.influx.query(
             f"SELECT last(bytes_transferred), last(total_bytes), max(worker_count) FROM {self.source} {_JOB_LEVEL}",
@@ -59,13 +62,9 @@ class TelemetryReader:
         )
         series = result[0].get("series") if result else None
         if not series:
-            return {"bytes_transferred": 0, "total_bytes": 0, "max_worker_count": None}
+            return JobTotals()
         _, sent, total, workers = series[0]["values"][0]
-        return {
-            "bytes_transferred": int(sent or 0),
-            "total_bytes": int(total or 0),
-            "max_worker_count": None if workers is None else int(workers),
-        }
+        return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
 
     def disks(self, job_id: str) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""
@@ -84,7 +83,8 @@ class TelemetryReader:
             return {
                 int(s["tags"]["disk_index"]): s["values"][0]
                 for s in result.get("series", [])
-                if s.get("tags", {}).get("disk_index", "").isdigit()
+                # Another writer's point may carry any tag value ("²" passes isdigit(), then int() fails).
+                if _DISK_INDEX.fullmatch(s.get("tags", {}).get("disk_index", ""))
             }
 
         stats, integrals, firsts, lasts = (by_disk(r) for r in results)

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.devstack import CHROMIUM, CHROMIUM_ARGS, DevStack, wait_until_live
 from tests.conftest import OUTPUT_DIR
-from tests.support.probes import update_body, wait_idle
+from tests.support.probes import update_body
 
 DASHBOARD_PORT = int(os.environ.get("SENDENSE_TEST_DASHBOARD_PORT", "15006"))
 # Generous but bounded: every wait in the browser tests ends within this many milliseconds.
@@ -108,7 +108,6 @@ def seeded(api: str, stack: DevStack, settings) -> Iterator[SeededMachine]:
     create(ids["none"], vm, "incremental")
     other = f"dash-other-{suffix}"
     create(f"backup-{other}-1", other, "full")
-    wait_idle(client)
     unbounded = dataclasses.replace(settings.scheduler, rollup_batch=1_000_000)
     jobs = SchedulerJobs(dataclasses.replace(settings, scheduler=unbounded))
     jobs.roll_up()
@@ -129,7 +128,6 @@ def seeded(api: str, stack: DevStack, settings) -> Iterator[SeededMachine]:
     assert post(ids["running"], 0, total=10_000).status_code == 202
     feeder = threading.Thread(target=keep_running, daemon=True)
     feeder.start()
-    wait_idle(client)
     yield SeededMachine(vm, ids["completed"], ids["failed"], ids["none"], ids["running"], other)
     stop.set()
     feeder.join(timeout=5)

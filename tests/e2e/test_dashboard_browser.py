@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from dashboards.app.shaping import job_label
 from tests.e2e.conftest import BROWSER_TIMEOUT_MS, SCREENSHOTS, SeededMachine
-from tests.support.probes import update_body, wait_idle
+from tests.support.probes import update_body
 
 # Reads a ColumnDataSource's length from the page's own Bokeh document (data may be a Map or an object).
 SOURCE_LENGTH = """(name) => {
@@ -146,7 +146,6 @@ def test_running_job_switches_to_rolled_up_data_when_it_finishes(
     job_id = created.json()["backup_id"]
     for i in range(1, 6):
         assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=10)).status_code == 202
-    wait_idle(agent)
     _open_machine(page, dashboard, vm)
     _tab(page, "Performance")
     expect(page.get_by_text(re.compile(r"Job is running"))).to_be_visible()

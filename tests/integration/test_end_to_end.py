@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select, text, update
 
 from pipeline.db.tables import backup_jobs
+from pipeline.jobs.store import JobStore
 from tests.support.job_sheet import JOB_SHEET_FIELDS
-from tests.support.probes import count_points, count_series, mirror_rows, update_body, wait_for, wait_idle
+from tests.support.probes import count_points, count_series, mirror_rows, update_body
 
 
 def _create(agent, vm_name: str, **extra) -> str:
@@ -51,7 +52,6 @@ def test_completed_job_goes_from_live_points_to_rolled_up_summary(agent, influx,
         response = agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=20))
         assert response.status_code == 202, response.text
         assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=20, disk_index=0)).status_code == 202
-    wait_idle(agent)
 
     assert count_points(influx, job_id, where="AND disk_index = ''") == 20
     assert count_points(influx, job_id, where="AND disk_index = '0'") == 20
@@ -70,13 +70,13 @@ def test_completed_job_goes_from_live_points_to_rolled_up_summary(agent, influx,
     # Durable at once: the row says completed before any background flush could have run.
     with engine.connect() as conn:
         row = conn.execute(select(backup_jobs).where(backup_jobs.c.id == job_id)).one()
-    assert row.status == "completed" and row.completed_at is not None and not row.telemetry_pending
+    assert row.status == "completed" and row.completed_at is not None
     assert count_points(influx, job_id, where="AND disk_index = ''") == 21
     # Finished but not yet rolled up: still served from the raw points.
     assert agent.get(f"/telemetry/history/{job_id}").json()["data_source"] == "live_snapshots"
     assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(21)).status_code == 409
 
-    assert scheduler_jobs.roll_up() >= 1
+    assert scheduler_jobs.roll_up().rolled_up >= 1
     metrics = _assert_rolled_up(agent, influx, engine, job_id, "completed")
     assert metrics["snapshots_recorded"] == 21
     assert metrics["bytes_transferred"] == 200 and metrics["total_bytes"] == 200
@@ -142,12 +142,9 @@ def test_job_with_only_a_terminal_update_is_rolled_up(agent, influx, engine, sch
 
 
 def test_stale_running_job_is_failed_by_the_reaper_and_rolled_up(agent, influx, engine, scheduler_jobs, unique):
-    from pipeline.rollup.reaper import reap_stale_jobs
-
     job_id = _create(agent, f"e2e-stale-{unique}")
     assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(1)).status_code == 202
-    wait_idle(agent)
-    wait_for(lambda: agent.get(f"/backups/{job_id}").json()["status"] == "running", what="running")
+    assert agent.get(f"/backups/{job_id}").json()["status"] == "running", "a 202 means the state is committed"
     # Silent for two hours (other tests' jobs are recent, so only leftovers of old runs are reaped too).
     with engine.begin() as conn:
         conn.execute(
@@ -155,15 +152,12 @@ def test_stale_running_job_is_failed_by_the_reaper_and_rolled_up(agent, influx, 
             .where(backup_jobs.c.id == job_id)
             .values(last_telemetry_at=func.date_sub(func.utc_timestamp(6), text("INTERVAL 2 HOUR")))
         )
-    reaped = reap_stale_jobs(engine, stale_after=3600)
+    reaped = JobStore(engine).reap(stale_after=3600)
     assert job_id in reaped
     job = agent.get(f"/backups/{job_id}").json()
     assert job["status"] == "failed" and job["error_message"].startswith("telemetry timeout")
-    # The API learns of it at its next state flush and refuses further updates.
-    wait_for(
-        lambda: agent.post(f"/telemetry/backup/{job_id}", json=update_body(2)).status_code == 409,
-        what="the API to see the reaped status",
-    )
+    # The very next update is refused: every acknowledgement reads the job's status in its commit.
+    assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(2)).status_code == 409
     scheduler_jobs.roll_up()
     scheduler_jobs.purge()
     _assert_rolled_up(agent, influx, engine, job_id, "failed")

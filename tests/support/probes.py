@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
 from sqlalchemy import func, select
 
 from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
 from pipeline.tsdb.influx import SyncInflux
 
-__all__ = ["count_points", "count_series", "mirror_rows", "rows_named", "update_body", "wait_for", "wait_idle"]
+__all__ = ["count_points", "count_series", "mirror_rows", "rows_named", "update_body", "wait_for"]
 
 
 def update_body(i: int, total: int = 1000, **extra) -> dict:
@@ -34,16 +33,6 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
-
-
-def wait_idle(api_client: httpx.Client, timeout: float = 30.0) -> None:
-    """Until the API holds no unwritten points or state (readiness reports empty buffers)."""
-
-    def idle() -> bool:
-        checks = api_client.get("/health/ready").json()["checks"]
-        return checks["point_buffer"]["backlog"] == 0 and checks["state_buffer"]["backlog"] == 0
-
-    wait_for(idle, timeout, what="the API's buffers to drain")
 
 
 def count_points(influx: SyncInflux, job_id: str, measurement: str = "job_telemetry", where: str = "") -> int:

@@ -1,4 +1,4 @@
-"""Backup jobs in the relational store: creation, listing, and the JSON view the API serves."""
+"""Reading backup jobs: one job, filtered lists, and the JSON view the API serves."""
 
 from __future__ import annotations
 
@@ -6,25 +6,15 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select
 
-from pipeline.db.tables import backup_disks, backup_jobs, machines
-from pipeline.ingest.models import CreateBackup, server_job_id
+from pipeline.clock import aware
+from pipeline.db.tables import backup_disks, backup_jobs
+from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 
-__all__ = ["JobConflict", "aware", "create_job", "duration_seconds", "get_job", "job_view", "list_jobs"]
+__all__ = ["duration_seconds", "get_job", "job_view", "list_jobs", "rollup_view"]
 
 MAX_LIST = 1000
-
-
-class JobConflict(Exception):
-    """A client-chosen backup_id that already exists."""
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """Stored times are naive UTC; the API speaks RFC 3339 with a zone."""
-    return None if moment is None else moment.replace(tzinfo=UTC)
 
 
 def duration_seconds(row: Row | Any, now: datetime | None = None) -> float | None:
@@ -61,6 +51,7 @@ def job_view(row: Row, disks: Iterable[Row] = (), now: datetime | None = None) -
         "error_message": row.error_message,
         "avg_speed_bps": row.avg_speed_bps,
         "has_performance_metrics": row.rolled_up_at is not None,
+        "rollup": rollup_view(row),
         "disks": [
             {
                 "disk_index": d.disk_index,
@@ -71,6 +62,28 @@ def job_view(row: Row, disks: Iterable[Row] = (), now: datetime | None = None) -
             }
             for d in disks
         ],
+    }
+
+
+def rollup_view(row: Row) -> dict:
+    """Where the job's rollup stands: done, waiting, retrying after failures, or set aside (failed)."""
+    if row.rolled_up_at is not None:
+        state = "done"
+    elif row.rollup_failed_at is not None:
+        state = "failed"
+    elif row.rollup_attempts:
+        state = "retrying"
+    elif row.status in TERMINAL_STATUSES:
+        state = "waiting"
+    else:
+        state = "not_finished"
+    return {
+        "state": state,
+        "rolled_up_at": aware(row.rolled_up_at),
+        "attempts": row.rollup_attempts,
+        "last_error": row.rollup_last_error,
+        "next_attempt_at": aware(row.rollup_next_attempt_at),
+        "failed_at": aware(row.rollup_failed_at),
     }
 
 
@@ -130,70 +143,3 @@ def list_jobs(
         disks = _disks_by_job(conn, [r.id for r in rows])
     now = datetime.now(UTC).replace(tzinfo=None)
     return {"backups": [job_view(r, disks.get(r.id, []), now) for r in rows], "total": total}
-
-
-def create_job(engine: Engine, body: CreateBackup, now: datetime | None = None) -> dict:
-    """Insert a pending job, its disks, and upsert its machine; one transaction.
-
-    Server-made ids are `{job_type}-{vm}-{unix_seconds}`; two jobs for one VM in the same
-    second get a numeric suffix. A client-chosen id that exists raises JobConflict.
-    """
-    indexes = [d.disk_index for d in body.disks]
-    if len(set(indexes)) != len(indexes):
-        raise ValueError("disks: each disk_index may appear once")
-    now = (now or datetime.now(UTC)).replace(tzinfo=None)
-    base_id = body.backup_id or server_job_id(body.job_type, body.vm_name, int(now.timestamp()))
-    total = sum(d.size_bytes for d in body.disks)
-    for attempt in range(1, 100):
-        job_id = base_id if attempt == 1 else f"{base_id}-{attempt}"
-        try:
-            with engine.begin() as conn:
-                _insert_job(conn, job_id, body, total, now)
-            break
-        except IntegrityError as exc:
-            if body.backup_id is not None:
-                raise JobConflict(f"backup_id {job_id!r} already exists") from exc
-    else:  # pragma: no cover - 99 jobs for one VM in one second
-        raise JobConflict(f"could not find a free id near {base_id!r}")
-    job = get_job(engine, job_id)
-    assert job is not None
-    return job
-
-
-def _insert_job(conn: Connection, job_id: str, body: CreateBackup, total: int, now: datetime) -> None:
-    conn.execute(
-        insert(backup_jobs).values(
-            id=job_id,
-            vm_name=body.vm_name,
-            repository_id=body.repository_id,
-            backup_type=body.backup_type,
-            job_type=body.job_type,
-            status="pending",
-            created_at=now,
-            total_bytes=total,
-        )
-    )
-    if body.disks:
-        conn.execute(
-            insert(backup_disks),
-            [{"job_id": job_id, "disk_index": d.disk_index, "size_bytes": d.size_bytes} for d in body.disks],
-        )
-    details = body.machine
-    values = {
-        "vm_name": body.vm_name,
-        "cpu_count": details.cpu_count if details else None,
-        "memory_mb": details.memory_mb if details else None,
-        "os_type": details.os_type if details else None,
-        "protection_flow": details.protection_flow if details else None,
-        "disk_count": len(body.disks) or None,
-        "repository_id": body.repository_id,
-        "created_at": now,
-        "updated_at": now,
-    }
-    stmt = mysql_insert(machines).values(values)
-    # Known details are kept when a later job does not repeat them.
-    keep = {
-        name: func.coalesce(stmt.inserted[name], machines.c[name])
-        for name in ("cpu_count", "memory_mb", "os_type", "protection_flow", "disk_count")
-    }
-    conn.execute(stmt.on_duplicate_key_update(repository_id=stmt.inserted.repository_id, updated_at=now, **keep))
