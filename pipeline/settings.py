@@ -124,7 +124,7 @@ class ApiSettings:
 class IngestSettings:
     """The acknowledgement path: group commits of points to InfluxDB and state to MySQL."""
 
-    commit_linger: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_LINGER", 0.002))
+    commit_linger: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_LINGER", 0.005))
     """Seconds a group commit waits for more updates to join it before it starts."""
     commit_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_POINTS", 5000))
     """Most points in one InfluxDB write of a group commit (a bigger batch request is written in parts)."""

@@ -112,10 +112,12 @@ class GroupCommitter:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                waited = self._slots.locked()
                 await self._slots.acquire()
-                if self.settings.commit_linger > 0 and self._queued_updates < self.settings.commit_max_points:
-                    # Let concurrent requests join this commit: one write of many points costs about
-                    # what one write of a single point does.
+                if not waited and self.settings.commit_linger > 0:
+                    # A free slot: let concurrent requests join this commit first (one write of many
+                    # points costs about what one write of a single point does). After waiting for a
+                    # slot, updates have piled up already, and lingering would only add latency.
                     await asyncio.sleep(self.settings.commit_linger)
                 batch = self._take()
                 task = asyncio.create_task(self._commit(batch))

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from anyio import to_thread
 
-from pipeline.clock import utc_naive
 from pipeline.ingest.committer import GroupCommitter
 from pipeline.ingest.models import BatchUpdate, TelemetryUpdate
 from pipeline.ingest.registry import JobEntry, JobRegistry
@@ -113,7 +112,7 @@ class TelemetryIngest:
         change = StateChange(
             job_id=entry.job_id,
             job_type=entry.job_type,
-            at=utc_naive(ts_ns),
+            at_us=ts_ns // 1000,
             status=update.status,
             disk_index=update.disk_index,
             bytes_transferred=update.bytes_transferred,

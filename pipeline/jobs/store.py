@@ -39,14 +39,17 @@ class JobConflict(Exception):
     """A client-chosen backup_id that already exists."""
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 @dataclass(slots=True)
 class StateChange:
     """One accepted telemetry update, as it changes the job's row (and its disk's row)."""
 
     job_id: str
     job_type: str
-    at: datetime
-    """The update's time (the agent's, or the receive time), naive UTC."""
+    at_us: int
+    """The update's time (the agent's, or the receive time) in microseconds since the epoch."""
     status: str
     disk_index: int | None
     bytes_transferred: int
@@ -56,6 +59,11 @@ class StateChange:
     current_phase: str
     worker_count: int | None = None
     error_message: str | None = None
+
+    @property
+    def at(self) -> datetime:
+        """The update's time as the naive UTC datetime the columns hold."""
+        return _EPOCH + timedelta(microseconds=self.at_us)
 
     @property
     def terminal(self) -> bool:
@@ -86,34 +94,40 @@ class RetryPolicy:
 
 # --- the group commit's transaction -------------------------------------------------------------
 
-_JOB_COLUMNS = (
-    "id, status, started_at, bytes_transferred, total_bytes, transfer_speed_bps, progress_percent, "
-    "current_phase, last_telemetry_at, last_snapshot_at"
+# Times are read as microseconds since the epoch: comparing integers is all the decisions need, and
+# PyMySQL parses an integer many times faster than a DATETIME.
+_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', {})"
+_LOCK_JOBS = (
+    f"SELECT id, status, started_at IS NULL, {_US.format('last_telemetry_at')}, {_US.format('last_snapshot_at')} "
+    "FROM backup_jobs WHERE id IN ({}) ORDER BY id FOR UPDATE"
 )
-_DISK_COLUMNS = "job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status, last_telemetry_at, " \
-    "last_snapshot_at"  # fmt: skip
-
-# The final values of many job rows land in a per-connection temporary table with one multi-row
-# INSERT (PyMySQL escapes the values), then one UPDATE ... JOIN applies them. The rows are locked
-# (SELECT ... FOR UPDATE) before their new values are computed, so no writer can interleave.
-_STAGING_DDL = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS job_state_staging ("
-    "id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL PRIMARY KEY, "
-    "st VARCHAR(20) NOT NULL, sa DATETIME(6) NULL, ca DATETIME(6) NULL, em TEXT NULL, "
-    "bt BIGINT NOT NULL, tb BIGINT NOT NULL, sp BIGINT NOT NULL, pp DECIMAL(5,2) NOT NULL, "
-    "ph VARCHAR(100) CHARACTER SET utf8mb4 NULL, lt DATETIME(6) NULL, ls DATETIME(6) NULL)"
+# Many rows' new values in one statement: an upsert whose insert branch cannot happen (every row was
+# just locked by _LOCK_JOBS, so it exists and stays), hence the placeholder values of the NOT NULL
+# columns it never writes (sent as parameters too: PyMySQL batches many rows into one statement only
+# when VALUES holds nothing but placeholders). The values are final, decided under the locks.
+_WRITE_JOBS = (
+    "INSERT INTO backup_jobs (id, vm_name, repository_id, backup_type, created_at, status, started_at, "
+    "completed_at, error_message, bytes_transferred, total_bytes, transfer_speed_bps, progress_percent, "
+    "current_phase, last_telemetry_at, last_snapshot_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
+    "status = VALUES(status), started_at = COALESCE(started_at, VALUES(started_at)), "
+    "completed_at = COALESCE(VALUES(completed_at), completed_at), "
+    "error_message = COALESCE(VALUES(error_message), error_message), "
+    "bytes_transferred = VALUES(bytes_transferred), total_bytes = VALUES(total_bytes), "
+    "transfer_speed_bps = VALUES(transfer_speed_bps), progress_percent = VALUES(progress_percent), "
+    "current_phase = VALUES(current_phase), last_telemetry_at = VALUES(last_telemetry_at), "
+    "last_snapshot_at = COALESCE(VALUES(last_snapshot_at), last_snapshot_at)"
 )
-_STAGE = "INSERT INTO job_state_staging (id, st, sa, ca, em, bt, tb, sp, pp, ph, lt, ls) VALUES " \
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"  # fmt: skip
-_APPLY = (
-    "UPDATE backup_jobs AS b JOIN job_state_staging AS v ON b.id = v.id "
-    "SET b.status = v.st, b.started_at = v.sa, b.completed_at = v.ca, "
-    "b.error_message = COALESCE(v.em, b.error_message), b.bytes_transferred = v.bt, b.total_bytes = v.tb, "
-    "b.transfer_speed_bps = v.sp, b.progress_percent = v.pp, b.current_phase = v.ph, "
-    "b.last_telemetry_at = v.lt, b.last_snapshot_at = v.ls "
-    "WHERE b.status IN ('pending', 'running')"
+# A job whose changes were all older than its state (a late update) still starts, or takes a snapshot.
+_TOUCH_JOB = (
+    "UPDATE backup_jobs SET status = %s, started_at = COALESCE(started_at, %s), "
+    "last_snapshot_at = COALESCE(%s, last_snapshot_at) WHERE id = %s"
 )
-_DISKS = (
+_LOCKED_DISKS = (
+    "SELECT job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status, "
+    f"{_US.format('last_telemetry_at')}, {_US.format('last_snapshot_at')} FROM backup_disks WHERE job_id IN ({{}})"
+)
+_WRITE_DISKS = (
     "INSERT INTO backup_disks (job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status, "
     "last_telemetry_at, last_snapshot_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
     "size_bytes = VALUES(size_bytes), bytes_transferred = VALUES(bytes_transferred), "
@@ -131,6 +145,11 @@ def _placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
+def _moment(us: int | None) -> str | None:
+    """Microseconds since the epoch as DATETIME(6) text (cheaper for PyMySQL to send than a datetime)."""
+    return None if us is None else str(_EPOCH + timedelta(microseconds=us))
+
+
 def _mirror_row(c: StateChange, phase: str) -> tuple:
     return (
         c.job_id, c.job_type, c.at, c.bytes_transferred, c.total_bytes, c.transfer_speed_bps,
@@ -138,49 +157,52 @@ def _mirror_row(c: StateChange, phase: str) -> tuple:
     )  # fmt: skip
 
 
-def _due(last: datetime | None, at: datetime, interval: float) -> bool:
-    return last is None or (at - last).total_seconds() >= interval
+def _due(last_us: int | None, at_us: int, interval_us: int) -> bool:
+    return last_us is None or at_us - last_us >= interval_us
 
 
 class _JobPlan:
-    """The final values of one job row, computed under its row lock from the changes of one commit."""
+    """The new values of one locked job row, decided from the changes of one commit."""
 
-    __slots__ = ("row", "values", "changed")
+    __slots__ = ("job_id", "status", "unstarted", "state_us", "snapshot_us", "started_us", "state", "ended", "touch")
 
-    def __init__(self, row: Row) -> None:
-        self.row = row
-        self.values: dict[str, Any] = {
-            "st": row.status if row.status != "pending" else "running",
-            "sa": row.started_at,
-            "ca": None,
-            "em": None,
-            "bt": row.bytes_transferred,
-            "tb": row.total_bytes,
-            "sp": row.transfer_speed_bps,
-            "pp": row.progress_percent,
-            "ph": row.current_phase,
-            "lt": row.last_telemetry_at,
-            "ls": row.last_snapshot_at,
-        }
-        self.changed = False
+    def __init__(self, row: Sequence) -> None:
+        self.job_id, status, self.unstarted, self.state_us, self.snapshot_us = row
+        self.status = "running" if status == "pending" else status
+        self.touch = status == "pending"
+        self.started_us: int | None = None
+        self.state: StateChange | None = None
+        self.ended: StateChange | None = None
 
-    def take(self, c: StateChange, phase: str) -> None:
-        v = self.values
-        v.update(bt=c.bytes_transferred, tb=c.total_bytes, sp=c.transfer_speed_bps, pp=round(c.progress_percent, 2))
-        v.update(ph=phase, lt=c.at)
-        self.changed = True
+    def take(self, c: StateChange, interval_us: int, mirror: list[tuple]) -> None:
+        if self.unstarted and (self.started_us is None or c.at_us < self.started_us):
+            self.started_us = c.at_us
+            self.touch = True
+        if c.disk_index is not None:
+            return
+        if c.terminal:
+            self.ended = self.state = c
+            self.status = c.status
+            mirror.append(_mirror_row(c, c.status))
+            return
+        if _due(self.snapshot_us, c.at_us, interval_us):
+            self.snapshot_us = c.at_us
+            self.touch = True
+            mirror.append(_mirror_row(c, c.current_phase))
+        if self.state_us is None or c.at_us >= self.state_us:
+            self.state_us = c.at_us
+            self.state = c
 
-    def started(self, at: datetime) -> None:
-        """A job starts with its earliest update."""
-        if self.row.started_at is None and (self.values["sa"] is None or at < self.values["sa"]):
-            self.values["sa"] = at
-            self.changed = True
-
-    def staged(self) -> tuple:
-        v = self.values
+    def row(self, snapshot_changed: bool) -> tuple:
+        c = self.state
+        assert c is not None
+        end = self.ended
         return (
-            self.row.id, v["st"], v["sa"], v["ca"], v["em"], v["bt"], v["tb"], v["sp"], v["pp"], v["ph"], v["lt"],
-            v["ls"],
+            self.job_id, "", "", "", "1970-01-01", self.status, _moment(self.started_us),
+            _moment(end.at_us) if end else None, end.error_message if end else None,
+            c.bytes_transferred, c.total_bytes, c.transfer_speed_bps, round(c.progress_percent, 2),
+            c.status if end else c.current_phase, _moment(c.at_us),
+            _moment(self.snapshot_us) if snapshot_changed else None,
         )  # fmt: skip
 
 
@@ -282,16 +304,11 @@ class JobStore:
             by_job.setdefault(c.job_id, []).append(i)
         ids = sorted(by_job)
         # Locks are taken in primary-key order, so two commits touching the same jobs cannot deadlock.
-        rows = {
-            r.id: r
-            for r in conn.exec_driver_sql(
-                f"SELECT {_JOB_COLUMNS} FROM backup_jobs WHERE id IN ({_placeholders(len(ids))}) ORDER BY id "
-                "FOR UPDATE",
-                tuple(ids),
-            )
-        }
+        rows = {r[0]: r for r in conn.exec_driver_sql(_LOCK_JOBS.format(_placeholders(len(ids))), tuple(ids))}
+        interval_us = int(interval * 1_000_000)
         outcomes: list[Outcome | None] = [None] * len(changes)
-        plans: list[_JobPlan] = []
+        writes: list[tuple] = []
+        touches: list[tuple] = []
         mirror: list[tuple] = []
         disk_changes: list[StateChange] = []
         ended: list[tuple[str, str]] = []
@@ -301,39 +318,30 @@ class JobStore:
                 for i in indexes:
                     outcomes[i] = Outcome(404, "")
                 continue
-            if row.status in TERMINAL_STATUSES:
+            if row[1] in TERMINAL_STATUSES:
                 for i in indexes:
                     c = changes[i]
-                    same = c.terminal and c.status == row.status
-                    outcomes[i] = Outcome(200 if same else 409, row.status)
+                    outcomes[i] = Outcome(200 if c.terminal and c.status == row[1] else 409, row[1])
                 continue
             plan = _JobPlan(row)
-            accepted = self._decide(changes, indexes, outcomes)
-            for c in sorted(accepted, key=lambda c: c.at):
-                plan.started(c.at)
+            snapshot_before = plan.snapshot_us
+            for c in sorted(self._decide(changes, indexes, outcomes), key=lambda c: c.at_us):
+                plan.take(c, interval_us, mirror)
                 if c.disk_index is not None:
                     disk_changes.append(c)
-                elif c.terminal:
-                    plan.take(c, c.status)
-                    plan.values.update(st=c.status, ca=c.at, em=c.error_message)
-                    mirror.append(_mirror_row(c, c.status))
-                    ended.append((job_id, c.status))
-                else:
-                    if _due(plan.values["ls"], c.at, interval):
-                        plan.values["ls"] = c.at
-                        plan.changed = True
-                        mirror.append(_mirror_row(c, c.current_phase))
-                    if plan.values["lt"] is None or c.at >= plan.values["lt"]:
-                        plan.take(c, c.current_phase)
-            if plan.changed or row.status == "pending":
-                plans.append(plan)
-        if plans:
-            self._ensure_staging(conn)
-            conn.exec_driver_sql("DELETE FROM job_state_staging")
-            conn.exec_driver_sql(_STAGE, [p.staged() for p in plans])
-            conn.exec_driver_sql(_APPLY)
+            if plan.ended is not None:
+                ended.append((job_id, plan.status))
+            if plan.state is not None:
+                writes.append(plan.row(plan.snapshot_us != snapshot_before))
+            elif plan.touch:
+                snapshot = _moment(plan.snapshot_us) if plan.snapshot_us != snapshot_before else None
+                touches.append((plan.status, _moment(plan.started_us), snapshot, job_id))
+        if writes:
+            conn.exec_driver_sql(_WRITE_JOBS, writes)
+        for touch in touches:
+            conn.exec_driver_sql(_TOUCH_JOB, touch)
         if disk_changes:
-            mirror.extend(self._apply_disks(conn, disk_changes, interval))
+            mirror.extend(self._apply_disks(conn, disk_changes, interval_us))
         for job_id, status in ended:
             conn.execute(
                 update(backup_disks)
@@ -364,43 +372,33 @@ class JobStore:
                 accepted.append(c)
             elif c.terminal:
                 outcomes[i] = Outcome(200 if c.status == end.status else 409, end.status)
-            elif c.at > end.at:
+            elif c.at_us > end.at_us:
                 outcomes[i] = Outcome(409, end.status)
             else:
                 outcomes[i] = Outcome(202, end.status)
                 accepted.append(c)
         return accepted
 
-    def _apply_disks(self, conn: Connection, changes: list[StateChange], interval: float) -> list[tuple]:
+    def _apply_disks(self, conn: Connection, changes: list[StateChange], interval_us: int) -> list[tuple]:
         """Upsert the disks' rows (their job rows are locked by the caller); returns their mirror rows."""
         jobs = sorted({c.job_id for c in changes})
         current = {
-            (r.job_id, r.disk_index): list(r)
-            for r in conn.exec_driver_sql(
-                f"SELECT {_DISK_COLUMNS} FROM backup_disks WHERE job_id IN ({_placeholders(len(jobs))})", tuple(jobs)
-            )
+            (r[0], r[1]): list(r)
+            for r in conn.exec_driver_sql(_LOCKED_DISKS.format(_placeholders(len(jobs))), tuple(jobs))
         }
         mirror: list[tuple] = []
         touched: dict[tuple[str, int], list] = {}
         for c in changes:
             key = (c.job_id, c.disk_index)
             row = touched.get(key) or current.get(key) or [c.job_id, c.disk_index, 0, 0, 0, "pending", None, None]
-            if _due(row[7], c.at, interval):
-                row[7] = c.at
+            if _due(row[7], c.at_us, interval_us):
+                row[7] = c.at_us
                 mirror.append(_mirror_row(c, c.current_phase))
-            if row[6] is None or c.at >= row[6]:
-                row[2:7] = [c.total_bytes, c.bytes_transferred, round(c.progress_percent, 2), c.status, c.at]
+            if row[6] is None or c.at_us >= row[6]:
+                row[2:7] = [c.total_bytes, c.bytes_transferred, round(c.progress_percent, 2), c.status, c.at_us]
             touched[key] = row
-        conn.exec_driver_sql(_DISKS, [tuple(r) for r in touched.values()])
+        conn.exec_driver_sql(_WRITE_DISKS, [(*r[:6], _moment(r[6]), _moment(r[7])) for r in touched.values()])
         return mirror
-
-    @staticmethod
-    def _ensure_staging(conn: Connection) -> None:
-        # Temporary tables live as long as the database connection: create it once per connection.
-        info = conn.connection.info
-        if not info.get("job_state_staging"):
-            conn.exec_driver_sql(_STAGING_DDL)
-            info["job_state_staging"] = True
 
     # --- the scheduler's writes --------------------------------------------------------------------
 
