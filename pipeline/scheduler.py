@@ -58,7 +58,7 @@ class SchedulerJobs:
         return run
 
     def purge(self) -> int:
-        return self._guard("purge", lambda: self.purger.retry_unfinished() + self.purger.sweep_leftovers(), 0)
+        return self._guard("purge", lambda: self.purger.retry_unfinished() + len(self.purger.sweep_leftovers()), 0)
 
     def reap(self) -> int:
         def reap() -> int:

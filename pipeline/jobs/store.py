@@ -433,12 +433,13 @@ class JobStore:
         return stale
 
     @contextmanager
-    def claim_rollup(self, columns: Sequence[Any]) -> Iterator[RollupClaim | None]:
+    def claim_rollup(self, columns: Sequence[Any], skip: Sequence[str] = ()) -> Iterator[RollupClaim | None]:
         """Claim the oldest finished job due for a rollup, locked until the block ends (then committed).
 
         `FOR UPDATE SKIP LOCKED` under READ COMMITTED: other schedulers skip the claimed row, and once
         its summary is committed it no longer matches. Jobs waiting for a retry, or set aside after
-        too many failures, are not claimed, so one bad job never blocks the others.
+        too many failures, are not claimed, so one bad job never blocks the others; `skip` names jobs
+        this run already tried.
         """
         now = utc_now()
         with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
@@ -449,6 +450,7 @@ class JobStore:
                     backup_jobs.c.rolled_up_at.is_(None),
                     backup_jobs.c.rollup_failed_at.is_(None),
                     or_(backup_jobs.c.rollup_next_attempt_at.is_(None), backup_jobs.c.rollup_next_attempt_at <= now),
+                    *([backup_jobs.c.id.not_in(list(skip))] if skip else []),
                 )
                 .order_by(backup_jobs.c.completed_at)
                 .limit(1)

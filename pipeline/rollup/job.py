@@ -61,9 +61,10 @@ class RollupJob:
     def run_once(self) -> RollupRun:
         """Roll up finished jobs until none is due or the batch limit is reached."""
         run = RollupRun()
+        failed: list[str] = []
         while run.rolled_up + run.failed < self.settings.rollup_batch:
             try:
-                outcome = self.roll_up_next()
+                outcome = self.roll_up_next(skip=failed)
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -77,9 +78,10 @@ class RollupJob:
                 run.failed += 1
         return run
 
-    def roll_up_next(self) -> bool | None:
-        """One job: True rolled up, False failed (recorded), None nothing due. Outages raise."""
-        with self.store.claim_rollup(CLAIM_COLUMNS) as claim:
+    def roll_up_next(self, skip: list[str] | None = None) -> bool | None:
+        """One job: True rolled up, False failed (recorded, and added to `skip`), None nothing due.
+        Outages raise."""
+        with self.store.claim_rollup(CLAIM_COLUMNS, skip or ()) as claim:
             if claim is None:
                 return None
             started = time.perf_counter()
@@ -89,6 +91,8 @@ class RollupJob:
                 if is_outage(exc):
                     raise
                 self._record_failure(claim, exc)
+                if skip is not None:
+                    skip.append(claim.job.id)  # retried in a later run, after its back-off
                 return False
             claim.save(metrics)
         job = claim.job

@@ -96,10 +96,12 @@ class TelemetryPurger:
                         ids.add(match.group(1))
         return ids
 
-    def sweep_leftovers(self) -> int:
-        """Drop series of purged jobs that points reached after their purge (a late or stray write)."""
+    def sweep_leftovers(self) -> list[str]:
+        """Drop series of purged jobs that points reached after their purge (a late or stray write);
+        returns the jobs whose series were dropped. Only series that exist are looked at, so once they
+        are dropped the next sweep has nothing to do."""
         done = self.store.purged_among(sorted(self.live_job_ids()))
         for job_id in done:
             log.info("dropping leftover series of rolled-up job %s", job_id)
             self.influx.query(f"DROP SERIES FROM {quote_ident(TELEMETRY)} WHERE job_id = $job_id", {"job_id": job_id})
-        return len(done)
+        return done
