@@ -117,6 +117,19 @@ class DevStack:
     def start_mysql(self) -> None:
         self._infra("mariadb.sh", "start")
 
+    def start_nginx(self, port: int, upstream_ports: list[int]) -> None:
+        """nginx on `port` in front of API processes on `upstream_ports` (infra/nginx.sh)."""
+        env = {
+            **os.environ,
+            **self.env(),
+            "SENDENSE_NGINX_PORT": str(port),
+            "SENDENSE_API_UPSTREAMS": ",".join(f"127.0.0.1:{p}" for p in upstream_ports),
+        }
+        subprocess.run(["bash", str(PROJECT_DIR / "infra" / "nginx.sh"), "start"], env=env, check=True)
+
+    def stop_nginx(self) -> None:
+        self._infra("nginx.sh", "stop")
+
     def migrate(self) -> None:
         subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "--log-level", "WARNING", "migrate"],
@@ -125,7 +138,9 @@ class DevStack:
             cwd=PROJECT_DIR,
         )
 
-    def start_process(self, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None):
+    def start_process(
+        self, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None, own_group: bool = False
+    ):
         """Run `sendense <args>` against this stack; output goes to `log_path`."""
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
         return subprocess.Popen(
@@ -134,15 +149,29 @@ class DevStack:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=PROJECT_DIR,
+            start_new_session=own_group,
         )
 
-    def start_api(self, *, server: str = "granian", log_path: Path | None = None, env: dict[str, str] | None = None):
-        proc = self.start_process("api", "--server", server, log_path=log_path, env=env)
-        self.wait_for_api(proc)
+    def start_api(
+        self,
+        *,
+        server: str = "granian",
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        own_group: bool = False,
+    ):
+        """An API process (on `port`, default this stack's). `own_group`: in a process group of its own,
+        so that a test can kill it and its workers at once (os.killpg)."""
+        port = port or self.api_port
+        proc = self.start_process(
+            "api", "--server", server, "--port", str(port), log_path=log_path, env=env, own_group=own_group
+        )
+        self.wait_for_api(proc, port=port)
         return proc
 
-    def wait_for_api(self, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-        wait_until_live(f"{self.api_url}/api/v1/health/live", timeout, proc)
+    def wait_for_api(self, proc: subprocess.Popen, timeout: float = 30.0, port: int | None = None) -> None:
+        wait_until_live(f"http://127.0.0.1:{port or self.api_port}/api/v1/health/live", timeout, proc)
 
     @staticmethod
     def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import OrderedDict
 from datetime import datetime
 
 from anyio import to_thread
 from sqlalchemy import Engine, select
 
+from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.tsdb.encoding import TELEMETRY
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 # A live chart is drawn from at most this many points; longer jobs are aggregated by InfluxDB.
 LIVE_CHART_POINTS = 600
 NO_DATA = "No telemetry data available for this job"
+# Agent timestamps may be up to 300 s ahead of this server's clock (see the ingest path).
+_AHEAD_NS = 300 * 10**9
 
 
 class TelemetryHistory:
@@ -48,6 +52,7 @@ class TelemetryHistory:
                     backup_jobs.c.progress_percent,
                     backup_jobs.c.current_phase,
                     backup_jobs.c.last_telemetry_at,
+                    backup_jobs.c.started_at,
                 ).where(backup_jobs.c.id == job_id)
             ).first()
 
@@ -72,7 +77,7 @@ class TelemetryHistory:
                 self._rolled_up.popitem(last=False)
             return answer
         if job.status == "running" or job.status in TERMINAL_STATUSES:
-            chart, source = await self._chart(job_id)
+            chart, source = await self._chart(job_id, job.started_at)
             if chart or job.status == "running":
                 return {
                     "job_id": job_id,
@@ -90,17 +95,20 @@ class TelemetryHistory:
                 }
         return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
 
-    async def _chart(self, job_id: str) -> tuple[list[dict], str]:
+    async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str]:
+        if started_at is None:  # no update accepted yet: no points anywhere
+            return [], "influxdb"
         try:
-            return await self._chart_from_influx(job_id), "influxdb"
+            return await self._chart_from_influx(job_id, epoch_ns(started_at)), "influxdb"
         except InfluxError as exc:
             # InfluxDB down: the snapshot mirror in MySQL is the durable fallback (coarser cadence).
             log.warning("history of %s falls back to job_telemetry_snapshots: %s", job_id, exc)
             return await to_thread.run_sync(self._chart_from_mirror, job_id), "job_telemetry_snapshots"
 
-    async def _chart_from_influx(self, job_id: str) -> list[dict]:
-        where = "WHERE job_id = $job_id AND disk_index = ''"
-        bind = {"job_id": job_id}
+    async def _chart_from_influx(self, job_id: str, start_ns: int) -> list[dict]:
+        # Bounded by the job's window, like the rollup's reads (see pipeline/rollup/reader.py).
+        where = "WHERE job_id = $job_id AND time >= $start AND time <= $end AND disk_index = ''"
+        bind = {"job_id": job_id, "start": start_ns, "end": time.time_ns() + _AHEAD_NS}
         stats = await self.influx.query(
             f"SELECT count(transfer_speed_bps) FROM {self.source} {where}; "
             f"SELECT first(transfer_speed_bps) FROM {self.source} {where}; "

@@ -98,7 +98,8 @@ class RetryPolicy:
 # PyMySQL parses an integer many times faster than a DATETIME.
 _US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', {})"
 _LOCK_JOBS = (
-    f"SELECT id, status, started_at IS NULL, {_US.format('last_telemetry_at')}, {_US.format('last_snapshot_at')} "
+    f"SELECT id, status, {_US.format('started_at')}, {_US.format('last_telemetry_at')}, "
+    f"{_US.format('last_snapshot_at')} "
     "FROM backup_jobs WHERE id IN ({}) ORDER BY id FOR UPDATE"
 )
 # Many rows' new values in one statement: an upsert whose insert branch cannot happen (every row was
@@ -110,7 +111,7 @@ _WRITE_JOBS = (
     "completed_at, error_message, bytes_transferred, total_bytes, transfer_speed_bps, progress_percent, "
     "current_phase, last_telemetry_at, last_snapshot_at) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
-    "status = VALUES(status), started_at = COALESCE(started_at, VALUES(started_at)), "
+    "status = VALUES(status), started_at = COALESCE(VALUES(started_at), started_at), "
     "completed_at = COALESCE(VALUES(completed_at), completed_at), "
     "error_message = COALESCE(VALUES(error_message), error_message), "
     "bytes_transferred = VALUES(bytes_transferred), total_bytes = VALUES(total_bytes), "
@@ -120,7 +121,7 @@ _WRITE_JOBS = (
 )
 # A job whose changes were all older than its state (a late update) still starts, or takes a snapshot.
 _TOUCH_JOB = (
-    "UPDATE backup_jobs SET status = %s, started_at = COALESCE(started_at, %s), "
+    "UPDATE backup_jobs SET status = %s, started_at = COALESCE(%s, started_at), "
     "last_snapshot_at = COALESCE(%s, last_snapshot_at) WHERE id = %s"
 )
 _LOCKED_DISKS = (
@@ -164,20 +165,22 @@ def _due(last_us: int | None, at_us: int, interval_us: int) -> bool:
 class _JobPlan:
     """The new values of one locked job row, decided from the changes of one commit."""
 
-    __slots__ = ("job_id", "status", "unstarted", "state_us", "snapshot_us", "started_us", "state", "ended", "touch")
+    __slots__ = ("job_id", "status", "started_us", "state_us", "snapshot_us", "started", "state", "ended", "touch")
 
     def __init__(self, row: Sequence) -> None:
-        self.job_id, status, self.unstarted, self.state_us, self.snapshot_us = row
+        self.job_id, status, self.started_us, self.state_us, self.snapshot_us = row
         self.status = "running" if status == "pending" else status
         self.touch = status == "pending"
-        self.started_us: int | None = None
+        self.started = False
         self.state: StateChange | None = None
         self.ended: StateChange | None = None
 
     def take(self, c: StateChange, interval_us: int, mirror: list[tuple]) -> None:
-        if self.unstarted and (self.started_us is None or c.at_us < self.started_us):
+        # started_at is the job's earliest point, whenever it arrives: the rollup reads its points
+        # between started_at and its end, which keeps a reader away from shards of other days.
+        if self.started_us is None or c.at_us < self.started_us:
             self.started_us = c.at_us
-            self.touch = True
+            self.started = self.touch = True
         if c.disk_index is not None:
             return
         if c.terminal:
@@ -198,7 +201,7 @@ class _JobPlan:
         assert c is not None
         end = self.ended
         return (
-            self.job_id, "", "", "", "1970-01-01", self.status, _moment(self.started_us),
+            self.job_id, "", "", "", "1970-01-01", self.status, _moment(self.started_us) if self.started else None,
             _moment(end.at_us) if end else None, end.error_message if end else None,
             c.bytes_transferred, c.total_bytes, c.transfer_speed_bps, round(c.progress_percent, 2),
             c.status if end else c.current_phase, _moment(c.at_us),
@@ -335,7 +338,7 @@ class JobStore:
                 writes.append(plan.row(plan.snapshot_us != snapshot_before))
             elif plan.touch:
                 snapshot = _moment(plan.snapshot_us) if plan.snapshot_us != snapshot_before else None
-                touches.append((plan.status, _moment(plan.started_us), snapshot, job_id))
+                touches.append((plan.status, _moment(plan.started_us) if plan.started else None, snapshot, job_id))
         if writes:
             conn.exec_driver_sql(_WRITE_JOBS, writes)
         for touch in touches:

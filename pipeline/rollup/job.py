@@ -8,19 +8,28 @@ import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs
 from pipeline.jobs.store import JobStore, RetryPolicy, RollupClaim
 from pipeline.outages import is_outage
-from pipeline.rollup.metrics import rollup_metrics
+from pipeline.rollup.metrics import SampleColumns, rollup_metrics
 from pipeline.rollup.purge import PURGE_COLUMNS, TelemetryPurger
-from pipeline.rollup.reader import TelemetryReader
+from pipeline.rollup.reader import JobWindow, TelemetryReader
 from pipeline.settings import SchedulerSettings
 
 __all__ = ["RollupJob", "RollupRun"]
 
 log = logging.getLogger(__name__)
 
-CLAIM_COLUMNS = (*PURGE_COLUMNS, backup_jobs.c.started_at, backup_jobs.c.rollup_attempts)
+CLAIM_COLUMNS = (
+    *PURGE_COLUMNS,
+    backup_jobs.c.started_at,
+    backup_jobs.c.last_telemetry_at,
+    backup_jobs.c.rollup_attempts,
+)
+# Points are stamped from started_at (the earliest accepted update) to the job's end; a disk's update
+# may be stamped a little after the job's own last one.
+_END_MARGIN_NS = 300 * 10**9
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -113,14 +122,21 @@ class RollupJob:
 
     def _metrics(self, claim: RollupClaim) -> dict:
         job = claim.job
+        common = {
+            "final_status": job.status,
+            "started_at": _epoch(job.started_at),
+            "completed_at": _epoch(job.completed_at),
+            "max_chart_points": self.settings.chart_max_points,
+        }
+        if job.started_at is None:  # no update was ever accepted: no points to read
+            return rollup_metrics(SampleColumns(), **common)
+        ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
+        window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + _END_MARGIN_NS)
         return rollup_metrics(
-            self.reader.samples(job.id),
-            final_status=job.status,
-            started_at=_epoch(job.started_at),
-            completed_at=_epoch(job.completed_at),
-            disks=self.reader.disks(job.id),
-            totals=self.reader.totals(job.id),
-            max_chart_points=self.settings.chart_max_points,
+            self.reader.samples(window),
+            disks=self.reader.disks(window),
+            totals=self.reader.totals(window),
+            **common,
         )
 
     def _record_failure(self, claim: RollupClaim, exc: Exception) -> None:

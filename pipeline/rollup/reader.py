@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -10,11 +11,27 @@ from pipeline.rollup.metrics import DiskSummary, JobTotals, SampleColumns
 from pipeline.tsdb.encoding import TELEMETRY
 from pipeline.tsdb.influx import SyncInflux, quote_ident
 
-__all__ = ["TelemetryReader"]
+__all__ = ["JobWindow", "TelemetryReader"]
 
 _DISK_INDEX = re.compile(r"[0-9]{1,3}")
-_JOB_LEVEL = "WHERE job_id = $job_id AND disk_index = ''"
-_PER_DISK = "WHERE job_id = $job_id AND disk_index != ''"
+# Every query is bounded by the job's time window: InfluxDB then opens only the shards of those days,
+# and a field of the wrong type written into another day's shard (by another writer) cannot change
+# the type InfluxDB answers this job's fields with.
+_WINDOW = "job_id = $job_id AND time >= $start AND time <= $end"
+_JOB_LEVEL = f"WHERE {_WINDOW} AND disk_index = ''"
+_PER_DISK = f"WHERE {_WINDOW} AND disk_index != ''"
+
+
+@dataclass(frozen=True, slots=True)
+class JobWindow:
+    """A job and the time span its points lie in (epoch nanoseconds, both ends included)."""
+
+    job_id: str
+    start_ns: int
+    end_ns: int
+
+    def bind(self) -> dict[str, object]:
+        return {"job_id": self.job_id, "start": self.start_ns, "end": self.end_ns}
 
 
 class TelemetryReader:
@@ -24,7 +41,7 @@ class TelemetryReader:
         self.influx = influx
         self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
 
-    def samples(self, job_id: str, chunk_size: int = 50_000) -> SampleColumns:
+    def samples(self, window: JobWindow, chunk_size: int = 50_000) -> SampleColumns:
         """Every job-level point's time, speed, progress and phase, in time order, streamed in chunks.
 
         Only the columns the curve needs are read: InfluxDB's time to answer grows with every field
@@ -32,7 +49,7 @@ class TelemetryReader:
         """
         columns = SampleColumns()
         query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {_JOB_LEVEL}"
-        for series in self.influx.query_chunks(query, {"job_id": job_id}, epoch="ms", chunk_size=chunk_size):
+        for series in self.influx.query_chunks(query, window.bind(), epoch="ms", chunk_size=chunk_size):
             rows = series.get("values") or []
             if not rows:
                 continue
@@ -54,11 +71,11 @@ class TelemetryReader:
                 )
         return columns
 
-    def totals(self, job_id: str) -> JobTotals:
+    def totals(self, window: JobWindow) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""
         result = self.influx.query(
             f"SELECT last(bytes_transferred), last(total_bytes), max(worker_count) FROM {self.source} {_JOB_LEVEL}",
-            {"job_id": job_id},
+            window.bind(),
         )
         series = result[0].get("series") if result else None
         if not series:
@@ -66,9 +83,9 @@ class TelemetryReader:
         _, sent, total, workers = series[0]["values"][0]
         return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
 
-    def disks(self, job_id: str) -> list[DiskSummary]:
+    def disks(self, window: JobWindow) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""
-        bind = {"job_id": job_id}
+        bind = window.bind()
         results = self.influx.query(
             f"SELECT count(transfer_speed_bps), max(transfer_speed_bps), last(bytes_transferred), "
             f"last(total_bytes) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "

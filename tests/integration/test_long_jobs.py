@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 from pipeline.ingest.registry import JobEntry
 from pipeline.tsdb.encoding import telemetry_line
@@ -31,10 +32,12 @@ def _write_points(influx, settings, entry: JobEntry, count: int, step_ns: int, s
         influx.write("\n".join(lines[start : start + 10_000]), rp=settings.influx.raw_rp)
 
 
-def _running_job(agent, name: str) -> JobEntry:
+def _running_job(agent, name: str, start_ns: int = START_NS) -> JobEntry:
+    """A running job whose first update is stamped `start_ns`: the points written below lie in its window."""
     created = agent.post("/backups", json={"vm_name": name, "backup_type": "full", "repository_id": "repo-long"})
     job_id = created.json()["backup_id"]
-    assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(0)).status_code == 202
+    first = update_body(0, timestamp=datetime.fromtimestamp(start_ns / 1e9 - 1, UTC).isoformat())
+    assert agent.post(f"/telemetry/backup/{job_id}", json=first).status_code == 202
     return JobEntry(job_id, "backup", name, "repo-long", "running")
 
 
@@ -70,9 +73,9 @@ def test_rollup_of_100k_points_keeps_peak_and_minimum_in_a_bounded_chart(
 
 
 def test_live_chart_of_a_long_running_job_is_aggregated_by_influxdb(agent, influx, settings, unique):
-    entry = _running_job(agent, f"live-long-{unique}")
     # 17,280 points: a day at one point every 5 s (the issue's live-history case), ending an hour ago.
     start_ns = (int(time.time()) - 25 * 3600) * 10**9
+    entry = _running_job(agent, f"live-long-{unique}", start_ns)
     _write_points(influx, settings, entry, 17_280, 5 * 10**9, lambda i: 50_000_000 + i, start_ns)
     history = agent.get(f"/telemetry/history/{entry.job_id}").json()
     assert history["data_source"] == "live_snapshots"
