@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -151,7 +152,7 @@ def test_idle_and_slow_clients_do_not_lock_out_a_normal_agent(balanced, stack, i
             assert time.monotonic() < deadline, f"could not open the pressure connections: {counts}"
             time.sleep(0.1)
         assert _open_connections(port) >= IDLE_CONNECTIONS + SLOW_CLIENTS
-        latencies, acknowledged = [], 0
+        latencies, acknowledged, open_samples = [], 0, []
         with _client(front, stack.agent_token) as client:
             job_id = client.post(
                 "/backups", json={"vm_name": f"pressure-{unique}", "backup_type": "full", "repository_id": "r"}
@@ -165,8 +166,13 @@ def test_idle_and_slow_clients_do_not_lock_out_a_normal_agent(balanced, stack, i
                 latencies.append(time.perf_counter() - t)
                 assert response.status_code == 202, response.text
                 acknowledged += 1
+                if i % 50 == 0:
+                    open_samples.append(_open_connections(port))
                 time.sleep(0.02)
-        assert _open_connections(port) >= IDLE_CONNECTIONS, "the pressure was kept up during the measurement"
+        # nginx drops idle connections after 5 s and the pressure reopens them at once (a reconnect storm,
+        # pressure of its own): most samples see every pressure connection open.
+        assert statistics.median(open_samples) >= IDLE_CONNECTIONS + SLOW_CLIENTS, open_samples
+        assert counts["idle"][0] > IDLE_CONNECTIONS, "nginx never dropped an idle connection"
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)

@@ -1,0 +1,74 @@
+"""The fault suite, short enough for CI: real processes killed with SIGKILL, real servers stopped mid-stream.
+
+Each experiment counts what was acknowledged against what arrived; `bench/faults.py` runs the same
+experiments at full length. The seed of every random schedule is printed, so a failure can be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.conftest import OUTPUT_DIR
+from tests.support.faults import (
+    Outcome,
+    api_kill_experiment,
+    influx_outage_experiment,
+    mysql_outage_experiment,
+    scheduler_kill_experiment,
+)
+
+
+@pytest.fixture
+def seed() -> int:
+    value = random.SystemRandom().randrange(2**32)
+    print(f"fault schedule seed: {value}")
+    return value
+
+
+def _assert_nothing_lost(outcome: Outcome) -> None:
+    print(f"{outcome.name}: acknowledged {outcome.acknowledged}, found {outcome.found}, {outcome.figures}")
+    assert outcome.missing == {}, f"acknowledged points missing per job: {outcome.missing}"
+    assert outcome.found == outcome.acknowledged > 0
+    assert 500 not in outcome.statuses, outcome.statuses
+    assert not outcome.problems, outcome.problems
+
+
+def test_api_killed_at_random_moments_loses_no_acknowledged_point(stack, influx, engine, scheduler_jobs, unique, seed):
+    outcome = api_kill_experiment(
+        stack, influx, engine, scheduler_jobs.roll_up, prefix=f"fault-kill-{unique}", agents=10, kills=5,
+        gap=(1.0, 2.0), log_dir=OUTPUT_DIR, port=stack.api_port + 20, seed=seed,
+    )  # fmt: skip
+    assert outcome.kills == 5
+    _assert_nothing_lost(outcome)
+
+
+def test_influxdb_outage_with_an_api_kill_loses_nothing_and_every_job_rolls_up(
+    stack, influx, engine, scheduler_jobs, unique, seed
+):
+    outcome = influx_outage_experiment(
+        stack, influx, engine, scheduler_jobs.roll_up, prefix=f"fault-influx-{unique}", agents=10, outage=10.0,
+        log_dir=OUTPUT_DIR, port=stack.api_port + 21, seed=seed,
+    )  # fmt: skip
+    assert outcome.kills == 1
+    _assert_nothing_lost(outcome)
+
+
+def test_mysql_outage_answers_only_503_and_every_job_rolls_up_afterwards(stack, influx, engine, unique):
+    outcome = mysql_outage_experiment(
+        stack, influx, engine, prefix=f"fault-mysql-{unique}", agents=10, outage=10.0, log_dir=OUTPUT_DIR,
+        port=stack.api_port + 22,
+    )  # fmt: skip
+    _assert_nothing_lost(outcome)
+
+
+def test_schedulers_killed_at_random_roll_each_job_up_exactly_once(stack, api, influx, engine, unique, seed):
+    outcome = scheduler_kill_experiment(
+        stack, influx, engine, api_url=api, prefix=f"fault-sched-{unique}", jobs=40, points=1000, schedulers=3,
+        kills=10, gap=(0.1, 0.6), log_dir=OUTPUT_DIR, seed=seed,
+    )  # fmt: skip
+    assert outcome.kills == 10
+    print(f"{outcome.name}: {outcome.figures}")
+    assert not outcome.problems, outcome.problems
+    assert outcome.found == outcome.acknowledged == 40 * 1000
