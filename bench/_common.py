@@ -206,8 +206,10 @@ def points_written(api_url: str) -> int:
 # --- InfluxDB and MySQL helpers -------------------------------------------------------------------
 
 
-def influx_query(q: str, *, epoch: str = "ms", method: str = "GET", params: dict | None = None) -> list[dict]:
-    args = {"q": q, "db": INFLUX_DB, "epoch": epoch, **(params or {})}
+def influx_query(
+    q: str, *, epoch: str = "ms", method: str = "GET", params: dict | None = None, db: str | None = None
+) -> list[dict]:
+    args = {"q": q, "db": db or INFLUX_DB, "epoch": epoch, **(params or {})}
     url = f"http://127.0.0.1:{INFLUX_PORT}/query"
     r = httpx.post(url, data=args, timeout=300.0) if method == "POST" else httpx.get(url, params=args, timeout=300.0)
     r.raise_for_status()
@@ -218,12 +220,13 @@ def influx_query(q: str, *, epoch: str = "ms", method: str = "GET", params: dict
     return body.get("results", [])
 
 
-def influx_count(job_regex_prefix: str, *, exact: bool = False) -> int:
+def influx_count(job_regex_prefix: str, *, exact: bool = False, db: str | None = None) -> int:
     """Number of job_telemetry points (all series) whose job_id starts with (or is) `job_regex_prefix`."""
     assert re.fullmatch(r"[A-Za-z0-9_-]+", job_regex_prefix), job_regex_prefix
     end = "$" if exact else ""
     results = influx_query(
-        f'SELECT count(transfer_speed_bps) FROM "{RAW_RP}"."job_telemetry" WHERE job_id =~ /^{job_regex_prefix}{end}/'
+        f'SELECT count(transfer_speed_bps) FROM "{RAW_RP}"."job_telemetry" WHERE job_id =~ /^{job_regex_prefix}{end}/',
+        db=db,
     )
     series = results[0].get("series", []) if results else []
     return int(series[0]["values"][0][1]) if series else 0

@@ -49,6 +49,7 @@ def main() -> int:
     parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
     parser.add_argument("--port", type=int, default=28092)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     # The same calls as pipeline/cli.py cmd_api, so both apps run under identical server settings.
     if args.server == "granian":
@@ -63,6 +64,7 @@ def main() -> int:
             factory=True,
             log_access=False,
             working_dir=BENCH_DIR,
+            workers=args.workers,
         ).serve()
     else:
         import uvicorn
@@ -75,6 +77,7 @@ def main() -> int:
             log_level="warning",
             access_log=False,
             app_dir=str(BENCH_DIR),
+            workers=args.workers if args.workers > 1 else None,
         )
     return 0
 

@@ -184,15 +184,34 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         proc = subprocess.Popen([*exe, *extra], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         children.append((name, proc))
 
-    spawn("api", "api")
     from pipeline.devstack import wait_until_live
 
+    processes = max(1, args.api_processes)
+    # One API process listens on the API port itself; N of them listen on the next N ports, and
+    # nginx (infra/nginx.sh) takes the API port in front of them.
+    ports = [settings.api.port] if processes == 1 else [settings.api.port + 1 + n for n in range(processes)]
+    for n, port in enumerate(ports):
+        spawn("api" if processes == 1 else f"api-{n + 1}", "api", "--port", str(port))
     try:
-        wait_until_live(f"http://127.0.0.1:{settings.api.port}/api/v1/health/live", 30.0, children[0][1])
+        for (_, proc), port in zip(children, ports, strict=True):
+            wait_until_live(f"http://127.0.0.1:{port}/api/v1/health/live", 30.0, proc)
     except RuntimeError as exc:
-        log.error("the API did not start (%s); see %s/api.log", exc, logs)
-        children[0][1].terminate()
+        log.error("an API process did not start (%s); see %s/", exc, logs)
+        for _, proc in children:
+            proc.terminate()
         return 1
+    nginx = processes > 1
+    if nginx:
+        env = {
+            **os.environ,
+            "SENDENSE_NGINX_PORT": str(settings.api.port),
+            "SENDENSE_API_UPSTREAMS": ",".join(f"127.0.0.1:{p}" for p in ports),
+        }
+        if subprocess.run(["bash", str(PROJECT_DIR / "infra" / "nginx.sh"), "start"], env=env).returncode != 0:
+            log.error("nginx did not start in front of the API processes")
+            for _, proc in children:
+                proc.terminate()
+            return 1
     spawn("scheduler", "scheduler")
     from dashboards import AVAILABLE as dashboard_available
 
@@ -202,6 +221,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     api = f"http://127.0.0.1:{settings.api.port}"
     print("\nSendense Telemetry is running:")
     print(f"  API            {api}/api/v1/backups   (OpenAPI: {api}/api/v1/schema)")
+    if nginx:
+        print(f"                 nginx in front of {processes} API processes on ports {ports[0]}-{ports[-1]}")
     print(f"  Readiness      {api}/api/v1/health/ready")
     if dashboard_available:
         print(f"  Dashboard      http://127.0.0.1:{settings.dashboard.port}/")
@@ -228,7 +249,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                     stopping = True
             time.sleep(0.5)
     finally:
-        # Reverse order: the simulator stops first, the API last so it flushes what it holds.
+        # Reverse order: the simulator stops first, the API last so it answers what it has taken.
         for _, proc in reversed(children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -236,6 +257,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if nginx:
+            subprocess.run(["bash", str(PROJECT_DIR / "infra" / "nginx.sh"), "stop"], check=False)
     return 0
 
 
@@ -269,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     dash.set_defaults(func=cmd_dashboard)
     demo = sub.add_parser("demo", help="migrate, then run API, scheduler, dashboard and simulator")
     demo.add_argument("--concurrency", type=int, default=6)
+    demo.add_argument(
+        "--api-processes", type=int, default=1, help="API processes; more than 1 puts nginx in front of them"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
