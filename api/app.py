@@ -17,7 +17,7 @@ from api.routes.backups import BackupController
 from api.routes.health import HealthController
 from api.routes.machines import MachineController
 from api.routes.telemetry import TelemetryController
-from pipeline.db.engine import create_db_engine
+from pipeline.db.engine import create_async_pool, create_db_engine
 from pipeline.history import TelemetryHistory
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.jobs.store import JobStore
@@ -36,8 +36,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_db_engine(settings.mysql)
+        pool = await create_async_pool(settings.mysql, size=settings.ingest.commit_max_inflight + 1)
         influx = AsyncInflux(settings.influx)
-        store = JobStore(engine)
+        store = JobStore(engine, pool)
         ingest = TelemetryIngest(settings, store, influx)
         app.state.engine = engine
         app.state.influx = influx
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await ingest.stop()
             await influx.aclose()
+            pool.close()
+            await pool.wait_closed()
             engine.dispose()
 
     v1 = Router(

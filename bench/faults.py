@@ -61,31 +61,63 @@ def main() -> int:
             c.log(f"seed {seed}; experiment 1: API kills")
             outcomes.append(
                 api_kill_experiment(
-                    stack, influx, engine, scheduler.roll_up, prefix=f"{prefix}-kill", agents=agents, kills=5,
-                    gap=(1.0, 2.0) if quick else (2.0, 6.0), log_dir=logs, port=c.API_PORT + 20, seed=seed,
+                    stack,
+                    influx,
+                    engine,
+                    scheduler.roll_up,
+                    prefix=f"{prefix}-kill",
+                    agents=agents,
+                    kills=5,
+                    gap=(1.0, 2.0) if quick else (2.0, 6.0),
+                    log_dir=logs,
+                    port=c.API_PORT + 20,
+                    seed=seed,
                 )  # fmt: skip
             )
             c.log("experiment 2: InfluxDB outage with an API kill")
             outcomes.append(
                 influx_outage_experiment(
-                    stack, influx, engine, scheduler.roll_up, prefix=f"{prefix}-influx", agents=agents,
-                    outage=10.0 if quick else 60.0, log_dir=logs, port=c.API_PORT + 21, seed=seed,
+                    stack,
+                    influx,
+                    engine,
+                    scheduler.roll_up,
+                    prefix=f"{prefix}-influx",
+                    agents=agents,
+                    outage=10.0 if quick else 60.0,
+                    log_dir=logs,
+                    port=c.API_PORT + 21,
+                    seed=seed,
                 )  # fmt: skip
             )
             c.log("experiment 3: MariaDB outage")
             outcomes.append(
                 mysql_outage_experiment(
-                    stack, influx, engine, prefix=f"{prefix}-mysql", agents=agents, outage=10.0 if quick else 30.0,
-                    log_dir=logs, port=c.API_PORT + 22,
+                    stack,
+                    influx,
+                    engine,
+                    prefix=f"{prefix}-mysql",
+                    agents=agents,
+                    outage=10.0 if quick else 30.0,
+                    log_dir=logs,
+                    port=c.API_PORT + 22,
                 )  # fmt: skip
             )
             c.log("experiment 4: scheduler kills")
             t = time.perf_counter()
             outcomes.append(
                 scheduler_kill_experiment(
-                    stack, influx, engine, api_url=stack.api_url, prefix=f"{prefix}-sched", jobs=40 if quick else 200,
-                    points=1000 if quick else 2000, schedulers=3, kills=10 if quick else 50, gap=(0.1, 0.6),
-                    log_dir=logs, seed=seed,
+                    stack,
+                    influx,
+                    engine,
+                    api_url=stack.api_url,
+                    prefix=f"{prefix}-sched",
+                    jobs=40 if quick else 200,
+                    points=1000 if quick else 2000,
+                    schedulers=3,
+                    kills=10 if quick else 50,
+                    gap=(0.1, 0.6),
+                    log_dir=logs,
+                    seed=seed,
                 )  # fmt: skip
             )
             c.log(f"scheduler experiment took {time.perf_counter() - t:.0f} s")

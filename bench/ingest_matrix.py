@@ -4,7 +4,7 @@ commit (in-memory acknowledgement) side by side.
 
 What it measures
     `wrk --latency` POSTing one running update per request, round-robin over 1,000 jobs created and
-    primed beforehand, for `--duration` s per cell:
+    primed beforehand, for `--duration` s per cell after `--warmup` s of uncounted load:
       * 1 process: `sendense api` (granian, 1 worker) against `bench/bare_app.py` (1 worker);
       * 2 processes: `sendense api --workers 2` against `bare_app.py --workers 2` (one port, SO_REUSEPORT);
       * 2 behind nginx: two `sendense api` on two ports behind `infra/nginx.sh` against two bare apps
@@ -93,6 +93,8 @@ def nginx(stack: c.DevStack, ports: list[int]) -> Iterator[str]:
 
 
 def measure(url: str, lua: Path, args, connections: int, prefix: str | None, influx_db: str | None = None) -> dict:
+    # Warm-up, not counted: a fresh process first loads each job into its cache (one query per job).
+    c.run_wrk(f"{url}/api/v1/telemetry/backup/x", script=lua, duration=args.warmup, connections=connections, threads=2)
     before = c.influx_count(prefix, db=influx_db) if prefix else 0
     result, _ = c.run_wrk(
         f"{url}/api/v1/telemetry/backup/x", script=lua, duration=args.duration, connections=connections, threads=2
@@ -142,6 +144,7 @@ def prepare_baseline(stack: c.DevStack, tree: Path) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of uncounted load before each run")
     parser.add_argument("--connections", default="64,512")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--baseline-ref", default=BASELINE_REF)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asyncmy import errors as asyncmy_errors
 from sqlalchemy import exc as sa_exc
 
 from pipeline.tsdb.influx import InfluxUnavailable
@@ -18,7 +19,15 @@ class StoreUnavailable(Exception):
         self.retry_after = retry_after
 
 
-_DB_OUTAGES = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, sa_exc.DisconnectionError)
+_DB_OUTAGES = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+    # The group commit's own driver (asyncmy) raises these for the same conditions.
+    asyncmy_errors.OperationalError,
+    asyncmy_errors.InterfaceError,
+)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -38,6 +47,8 @@ def describe_outage(exc: BaseException) -> str:
         return exc.detail
     if isinstance(exc, InfluxUnavailable):
         return str(exc)
+    if isinstance(exc, asyncmy_errors.MySQLError | OSError):
+        return f"MySQL is unavailable ({type(exc).__name__}: {exc}); is it running? (infra/mariadb.sh start)"
     if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
         return f"MySQL is unavailable ({type(exc.orig).__name__}: {exc.orig}); is it running? (infra/mariadb.sh start)"
     if isinstance(exc, sa_exc.SQLAlchemyError):

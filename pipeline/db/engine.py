@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from asyncmy import create_pool
+from asyncmy.pool import Pool
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from pipeline.settings import MySQLSettings
 
-__all__ = ["create_db_engine", "describe_url"]
+__all__ = ["create_async_pool", "create_db_engine", "describe_url"]
 
 
 def describe_url(url: str) -> str:
@@ -43,3 +45,23 @@ def create_db_engine(settings: MySQLSettings, *, pool_size: int | None = None) -
             cursor.execute("SET SESSION innodb_lock_wait_timeout = %s", (lock_wait,))
 
     return engine
+
+
+async def create_async_pool(settings: MySQLSettings, *, size: int) -> Pool:
+    """An asyncmy pool on the same database as `settings.url`, with the same session settings and
+    bounded waits. Opens no connection until one is needed, so a process starts while MySQL is down."""
+    url = make_url(settings.url)
+    return await create_pool(
+        minsize=0,
+        maxsize=size,
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+        charset=url.query.get("charset", "utf8mb4"),
+        autocommit=False,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.query_timeout,
+        init_command=f"SET time_zone = '+00:00', innodb_lock_wait_timeout = {int(settings.lock_wait_timeout)}",
+    )

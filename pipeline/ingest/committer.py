@@ -15,8 +15,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from anyio import to_thread
-
 from pipeline.jobs.store import JobStore, Outcome, StateChange
 from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 from pipeline.settings import IngestSettings
@@ -168,7 +166,7 @@ class GroupCommitter:
                 await self.influx.write("\n".join(lines[start : start + step]), rp=self.rp)
             self.stats.points_written += min(step, len(lines) - start)
         changes = [c for s in batch for c in s.changes]
-        return await to_thread.run_sync(self.store.apply, changes, self.settings.snapshot_interval)
+        return await self.store.apply(changes, self.settings.snapshot_interval)
 
     def _fail(self, batch: list[_Submission], exc: Exception) -> None:
         self.stats.failed_commits += 1

@@ -6,19 +6,36 @@ Every change to a job's row goes through here: creation, the telemetry state of 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
+from asyncmy.errors import OperationalError as AsyncOperationalError
+from asyncmy.pool import Pool
 from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.clock import utc_now
 from pipeline.db.tables import backup_disks, backup_jobs, job_telemetry_snapshots, machines
 from pipeline.ingest.models import CreateBackup, server_job_id
+from pipeline.jobs.state import (
+    END_DISKS,
+    LOCK_DISKS,
+    LOCK_JOBS,
+    MIRROR,
+    TOUCH_JOB,
+    WRITE_DISKS,
+    WRITE_JOBS,
+    Outcome,
+    StateChange,
+    placeholders,
+    plan_commit,
+    plan_disks,
+)
 from pipeline.jobs.vocabulary import ACTIVE_STATUSES, TERMINAL_STATUSES
 
 __all__ = [
@@ -30,54 +47,17 @@ __all__ = [
     "StateChange",
 ]
 
-# MySQL/MariaDB error codes worth one more try of the same transaction.
+# MySQL/MariaDB error codes worth another try of the same transaction: a deadlock or lock wait, and a
+# pooled connection the server closed meanwhile (a restart). Trying again is safe even if a broken
+# connection had committed: the same changes find their own values and change nothing.
 _DEADLOCK, _LOCK_WAIT_TIMEOUT = 1213, 1205
+_CONNECTION_LOST = (2006, 2013)
 _APPLY_ATTEMPTS = 4
+log = logging.getLogger(__name__)
 
 
 class JobConflict(Exception):
     """A client-chosen backup_id that already exists."""
-
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-@dataclass(slots=True)
-class StateChange:
-    """One accepted telemetry update, as it changes the job's row (and its disk's row)."""
-
-    job_id: str
-    job_type: str
-    at_us: int
-    """The update's time (the agent's, or the receive time) in microseconds since the epoch."""
-    status: str
-    disk_index: int | None
-    bytes_transferred: int
-    total_bytes: int
-    transfer_speed_bps: int
-    progress_percent: float
-    current_phase: str
-    worker_count: int | None = None
-    error_message: str | None = None
-
-    @property
-    def at(self) -> datetime:
-        """The update's time as the naive UTC datetime the columns hold."""
-        return _EPOCH + timedelta(microseconds=self.at_us)
-
-    @property
-    def terminal(self) -> bool:
-        """A job-level update that ends the job (a disk that completes does not end its job)."""
-        return self.disk_index is None and self.status in TERMINAL_STATUSES
-
-
-class Outcome(NamedTuple):
-    """What became of one StateChange: an HTTP status and the job's status afterwards."""
-
-    code: int
-    """202 accepted (running), 200 terminal recorded (or already recorded the same way), 409 the job had
-    already finished, 404 the job does not exist."""
-    job_status: str
 
 
 @dataclass(frozen=True)
@@ -92,128 +72,13 @@ class RetryPolicy:
         return min(self.base_delay * 2 ** max(attempt - 1, 0), self.max_delay)
 
 
-# --- the group commit's transaction -------------------------------------------------------------
-
-# Times are read as microseconds since the epoch: comparing integers is all the decisions need, and
-# PyMySQL parses an integer many times faster than a DATETIME.
-_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', {})"
-_LOCK_JOBS = (
-    f"SELECT id, status, {_US.format('started_at')}, {_US.format('last_telemetry_at')}, "
-    f"{_US.format('last_snapshot_at')} "
-    "FROM backup_jobs WHERE id IN ({}) ORDER BY id FOR UPDATE"
-)
-# Many rows' new values in one statement: an upsert whose insert branch cannot happen (every row was
-# just locked by _LOCK_JOBS, so it exists and stays), hence the placeholder values of the NOT NULL
-# columns it never writes (sent as parameters too: PyMySQL batches many rows into one statement only
-# when VALUES holds nothing but placeholders). The values are final, decided under the locks.
-_WRITE_JOBS = (
-    "INSERT INTO backup_jobs (id, vm_name, repository_id, backup_type, created_at, status, started_at, "
-    "completed_at, error_message, bytes_transferred, total_bytes, transfer_speed_bps, progress_percent, "
-    "current_phase, last_telemetry_at, last_snapshot_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
-    "status = VALUES(status), started_at = COALESCE(VALUES(started_at), started_at), "
-    "completed_at = COALESCE(VALUES(completed_at), completed_at), "
-    "error_message = COALESCE(VALUES(error_message), error_message), "
-    "bytes_transferred = VALUES(bytes_transferred), total_bytes = VALUES(total_bytes), "
-    "transfer_speed_bps = VALUES(transfer_speed_bps), progress_percent = VALUES(progress_percent), "
-    "current_phase = VALUES(current_phase), last_telemetry_at = VALUES(last_telemetry_at), "
-    "last_snapshot_at = COALESCE(VALUES(last_snapshot_at), last_snapshot_at)"
-)
-# A job whose changes were all older than its state (a late update) still starts, or takes a snapshot.
-_TOUCH_JOB = (
-    "UPDATE backup_jobs SET status = %s, started_at = COALESCE(%s, started_at), "
-    "last_snapshot_at = COALESCE(%s, last_snapshot_at) WHERE id = %s"
-)
-_LOCKED_DISKS = (
-    "SELECT job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status, "
-    f"{_US.format('last_telemetry_at')}, {_US.format('last_snapshot_at')} FROM backup_disks WHERE job_id IN ({{}})"
-)
-_WRITE_DISKS = (
-    "INSERT INTO backup_disks (job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status, "
-    "last_telemetry_at, last_snapshot_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
-    "size_bytes = VALUES(size_bytes), bytes_transferred = VALUES(bytes_transferred), "
-    "progress_percent = VALUES(progress_percent), status = VALUES(status), "
-    "last_telemetry_at = VALUES(last_telemetry_at), last_snapshot_at = VALUES(last_snapshot_at)"
-)
-_MIRROR = (
-    "INSERT INTO job_telemetry_snapshots (job_id, job_type, timestamp, bytes_transferred, total_bytes, "
-    "transfer_speed_bps, progress_percent, current_phase, disk_index, worker_count) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join(["%s"] * count)
-
-
-def _moment(us: int | None) -> str | None:
-    """Microseconds since the epoch as DATETIME(6) text (cheaper for PyMySQL to send than a datetime)."""
-    return None if us is None else str(_EPOCH + timedelta(microseconds=us))
-
-
-def _mirror_row(c: StateChange, phase: str) -> tuple:
-    return (
-        c.job_id, c.job_type, c.at, c.bytes_transferred, c.total_bytes, c.transfer_speed_bps,
-        round(c.progress_percent, 2), phase, c.disk_index, c.worker_count,
-    )  # fmt: skip
-
-
-def _due(last_us: int | None, at_us: int, interval_us: int) -> bool:
-    return last_us is None or at_us - last_us >= interval_us
-
-
-class _JobPlan:
-    """The new values of one locked job row, decided from the changes of one commit."""
-
-    __slots__ = ("job_id", "status", "started_us", "state_us", "snapshot_us", "started", "state", "ended", "touch")
-
-    def __init__(self, row: Sequence) -> None:
-        self.job_id, status, self.started_us, self.state_us, self.snapshot_us = row
-        self.status = "running" if status == "pending" else status
-        self.touch = status == "pending"
-        self.started = False
-        self.state: StateChange | None = None
-        self.ended: StateChange | None = None
-
-    def take(self, c: StateChange, interval_us: int, mirror: list[tuple]) -> None:
-        # started_at is the job's earliest point, whenever it arrives: the rollup reads its points
-        # between started_at and its end, which keeps a reader away from shards of other days.
-        if self.started_us is None or c.at_us < self.started_us:
-            self.started_us = c.at_us
-            self.started = self.touch = True
-        if c.disk_index is not None:
-            return
-        if c.terminal:
-            self.ended = self.state = c
-            self.status = c.status
-            mirror.append(_mirror_row(c, c.status))
-            return
-        if _due(self.snapshot_us, c.at_us, interval_us):
-            self.snapshot_us = c.at_us
-            self.touch = True
-            mirror.append(_mirror_row(c, c.current_phase))
-        if self.state_us is None or c.at_us >= self.state_us:
-            self.state_us = c.at_us
-            self.state = c
-
-    def row(self, snapshot_changed: bool) -> tuple:
-        c = self.state
-        assert c is not None
-        end = self.ended
-        return (
-            self.job_id, "", "", "", "1970-01-01", self.status, _moment(self.started_us) if self.started else None,
-            _moment(end.at_us) if end else None, end.error_message if end else None,
-            c.bytes_transferred, c.total_bytes, c.transfer_speed_bps, round(c.progress_percent, 2),
-            c.status if end else c.current_phase, _moment(c.at_us),
-            _moment(self.snapshot_us) if snapshot_changed else None,
-        )  # fmt: skip
-
-
 class JobStore:
-    """Writes of job rows. Blocking (SQLAlchemy + PyMySQL): async callers run it in a thread."""
+    """Writes of job rows. Blocking (SQLAlchemy + PyMySQL; async callers run these in a thread), but for
+    `apply`, the group commit, which is async on its own pool (asyncmy) in the API process."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pool: Pool | None = None) -> None:
         self.engine = engine
+        self.pool = pool
 
     # --- creation ----------------------------------------------------------------------------
 
@@ -281,7 +146,7 @@ class JobStore:
 
     # --- telemetry state (the group commit) -------------------------------------------------------
 
-    def apply(self, changes: Sequence[StateChange], snapshot_interval: float) -> list[Outcome]:
+    async def apply(self, changes: Sequence[StateChange], snapshot_interval: float) -> list[Outcome]:
         """Apply one group commit's changes in one transaction; one Outcome per change, in order.
 
         The caller has already written the changes' points to InfluxDB. The job rows are locked
@@ -289,119 +154,56 @@ class JobStore:
         process finished before this transaction gets 409, and a terminal update committed after it
         finds these points already in InfluxDB. State never goes backwards: a change older than the
         row's `last_telemetry_at` is acknowledged (its point is kept) but does not overwrite it.
+
+        Runs on the event loop (asyncmy): the hot path of every update, kept off threads so that it
+        never waits for the interpreter lock behind request handling.
         """
-        for attempt in range(1, _APPLY_ATTEMPTS + 1):
+        if self.pool is None:
+            raise RuntimeError("JobStore.apply needs the async pool (JobStore(engine, pool=...))")
+        interval_us = int(snapshot_interval * 1_000_000)
+        # A server restart leaves every pooled connection dead: each failed try discards its own, so
+        # after at most the pool's size of tries a fresh one is used (or MySQL is down: 2003, raised).
+        attempts = max(_APPLY_ATTEMPTS, self.pool.maxsize + 1)
+        for attempt in range(1, attempts + 1):
             try:
-                with self.engine.connect() as conn, conn.begin():
-                    return self._apply(conn, changes, snapshot_interval)
-            except OperationalError as exc:
-                code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-                if code in (_DEADLOCK, _LOCK_WAIT_TIMEOUT) and attempt < _APPLY_ATTEMPTS:
-                    continue
-                raise
+                return await self._apply(changes, interval_us)
+            except AsyncOperationalError as exc:
+                code = exc.args[0] if exc.args else None
+                if code not in (*_CONNECTION_LOST, _DEADLOCK, _LOCK_WAIT_TIMEOUT) or attempt == attempts:
+                    raise
+                log.info("group commit retried after MySQL error %s: %s", code, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _apply(self, conn: Connection, changes: Sequence[StateChange], interval: float) -> list[Outcome]:
-        by_job: dict[str, list[int]] = {}
-        for i, c in enumerate(changes):
-            by_job.setdefault(c.job_id, []).append(i)
-        ids = sorted(by_job)
-        # Locks are taken in primary-key order, so two commits touching the same jobs cannot deadlock.
-        rows = {r[0]: r for r in conn.exec_driver_sql(_LOCK_JOBS.format(_placeholders(len(ids))), tuple(ids))}
-        interval_us = int(interval * 1_000_000)
-        outcomes: list[Outcome | None] = [None] * len(changes)
-        writes: list[tuple] = []
-        touches: list[tuple] = []
-        mirror: list[tuple] = []
-        disk_changes: list[StateChange] = []
-        ended: list[tuple[str, str]] = []
-        for job_id, indexes in by_job.items():
-            row = rows.get(job_id)
-            if row is None:
-                for i in indexes:
-                    outcomes[i] = Outcome(404, "")
-                continue
-            if row[1] in TERMINAL_STATUSES:
-                for i in indexes:
-                    c = changes[i]
-                    outcomes[i] = Outcome(200 if c.terminal and c.status == row[1] else 409, row[1])
-                continue
-            plan = _JobPlan(row)
-            snapshot_before = plan.snapshot_us
-            for c in sorted(self._decide(changes, indexes, outcomes), key=lambda c: c.at_us):
-                plan.take(c, interval_us, mirror)
-                if c.disk_index is not None:
-                    disk_changes.append(c)
-            if plan.ended is not None:
-                ended.append((job_id, plan.status))
-            if plan.state is not None:
-                writes.append(plan.row(plan.snapshot_us != snapshot_before))
-            elif plan.touch:
-                snapshot = _moment(plan.snapshot_us) if plan.snapshot_us != snapshot_before else None
-                touches.append((plan.status, _moment(plan.started_us) if plan.started else None, snapshot, job_id))
-        if writes:
-            conn.exec_driver_sql(_WRITE_JOBS, writes)
-        for touch in touches:
-            conn.exec_driver_sql(_TOUCH_JOB, touch)
-        if disk_changes:
-            mirror.extend(self._apply_disks(conn, disk_changes, interval_us))
-        for job_id, status in ended:
-            conn.execute(
-                update(backup_disks)
-                .where(backup_disks.c.job_id == job_id, backup_disks.c.status.in_(ACTIVE_STATUSES))
-                .values(status=status)
-            )
-        if mirror:
-            conn.exec_driver_sql(_MIRROR, mirror)
-        return outcomes  # type: ignore[return-value]
-
-    @staticmethod
-    def _decide(changes: Sequence[StateChange], indexes: list[int], outcomes: list) -> list[StateChange]:
-        """Outcomes of one running job's changes; returns the accepted ones.
-
-        The first terminal change (in arrival order) ends the job. Another terminal change with the
-        same status is the same end (200), with another status 409; a running change stamped after
-        the end is 409 too.
-        """
-        end = next((changes[i] for i in indexes if changes[i].terminal), None)
-        accepted = []
-        for i in indexes:
-            c = changes[i]
-            if end is None:
-                outcomes[i] = Outcome(202, "running")
-                accepted.append(c)
-            elif c is end:
-                outcomes[i] = Outcome(200, c.status)
-                accepted.append(c)
-            elif c.terminal:
-                outcomes[i] = Outcome(200 if c.status == end.status else 409, end.status)
-            elif c.at_us > end.at_us:
-                outcomes[i] = Outcome(409, end.status)
-            else:
-                outcomes[i] = Outcome(202, end.status)
-                accepted.append(c)
-        return accepted
-
-    def _apply_disks(self, conn: Connection, changes: list[StateChange], interval_us: int) -> list[tuple]:
-        """Upsert the disks' rows (their job rows are locked by the caller); returns their mirror rows."""
-        jobs = sorted({c.job_id for c in changes})
-        current = {
-            (r[0], r[1]): list(r)
-            for r in conn.exec_driver_sql(_LOCKED_DISKS.format(_placeholders(len(jobs))), tuple(jobs))
-        }
-        mirror: list[tuple] = []
-        touched: dict[tuple[str, int], list] = {}
-        for c in changes:
-            key = (c.job_id, c.disk_index)
-            row = touched.get(key) or current.get(key) or [c.job_id, c.disk_index, 0, 0, 0, "pending", None, None]
-            if _due(row[7], c.at_us, interval_us):
-                row[7] = c.at_us
-                mirror.append(_mirror_row(c, c.current_phase))
-            if row[6] is None or c.at_us >= row[6]:
-                row[2:7] = [c.total_bytes, c.bytes_transferred, round(c.progress_percent, 2), c.status, c.at_us]
-            touched[key] = row
-        conn.exec_driver_sql(_WRITE_DISKS, [(*r[:6], _moment(r[6]), _moment(r[7])) for r in touched.values()])
-        return mirror
+    async def _apply(self, changes: Sequence[StateChange], interval_us: int) -> list[Outcome]:
+        ids = sorted({c.job_id for c in changes})
+        conn = await self.pool.acquire()
+        try:
+            await conn.begin()
+            async with conn.cursor() as cur:
+                await cur.execute(LOCK_JOBS.format(placeholders(len(ids))), ids)
+                plan = plan_commit(changes, {r[0]: r for r in await cur.fetchall()}, interval_us)
+                if plan.writes:
+                    await cur.executemany(WRITE_JOBS, plan.writes)
+                for touch in plan.touches:
+                    await cur.execute(TOUCH_JOB, touch)
+                if plan.disk_changes:
+                    jobs = sorted({c.job_id for c in plan.disk_changes})
+                    await cur.execute(LOCK_DISKS.format(placeholders(len(jobs))), jobs)
+                    disk_rows, disk_mirror = plan_disks(plan.disk_changes, await cur.fetchall(), interval_us)
+                    await cur.executemany(WRITE_DISKS, disk_rows)
+                    plan.mirror.extend(disk_mirror)
+                for ended in plan.ended:
+                    await cur.execute(END_DISKS, ended)
+                if plan.mirror:
+                    await cur.executemany(MIRROR, plan.mirror)
+            await conn.commit()
+        except BaseException:
+            # The connection's state is unknown (a lost connection, a cancelled wait): never reuse it.
+            conn.close()
+            raise
+        finally:
+            self.pool.release(conn)
+        return plan.outcomes
 
     # --- the scheduler's writes --------------------------------------------------------------------
 
