@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_db_engine(settings.mysql)
-        pool = await create_async_pool(settings.mysql, size=settings.ingest.commit_max_inflight + 1)
+        pool = await create_async_pool(settings.mysql, size=settings.ingest.commit_max_inflight + 2)
         influx = AsyncInflux(settings.influx)
         store = JobStore(engine, pool)
         ingest = TelemetryIngest(settings, store, influx)

@@ -45,6 +45,8 @@ class CommitStats:
     last_error: str | None = None
     last_error_at: float | None = None
     commit_seconds: deque = field(default_factory=lambda: deque(maxlen=1000))
+    influx_seconds: deque = field(default_factory=lambda: deque(maxlen=1000))
+    mysql_seconds: deque = field(default_factory=lambda: deque(maxlen=1000))
 
 
 class GroupCommitter:
@@ -161,12 +163,17 @@ class GroupCommitter:
     async def _write(self, batch: Sequence[_Submission]) -> list[Outcome]:
         lines = [line for s in batch for line in s.lines]
         step = self.settings.commit_max_points
+        started = time.perf_counter()
         for start in range(0, len(lines), step):
             async with asyncio.timeout(self.settings.commit_timeout):
                 await self.influx.write("\n".join(lines[start : start + step]), rp=self.rp)
             self.stats.points_written += min(step, len(lines) - start)
+        written = time.perf_counter()
+        self.stats.influx_seconds.append(written - started)
         changes = [c for s in batch for c in s.changes]
-        return await self.store.apply(changes, self.settings.snapshot_interval)
+        outcomes = await self.store.apply(changes, self.settings.snapshot_interval)
+        self.stats.mysql_seconds.append(time.perf_counter() - written)
+        return outcomes
 
     def _fail(self, batch: list[_Submission], exc: Exception) -> None:
         self.stats.failed_commits += 1

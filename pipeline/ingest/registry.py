@@ -6,12 +6,12 @@ A job known here to have finished is refused at once, without writing a point.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select
+from asyncmy.pool import Pool
 
-from pipeline.db.tables import backup_jobs
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.tsdb.encoding import TELEMETRY, series_key
 
@@ -49,31 +49,53 @@ class JobEntry:
 
 
 class JobRegistry:
-    """Bounded LRU cache of jobs, filled from `backup_jobs` on first sight of a job id."""
+    """Bounded LRU cache of jobs, filled from `backup_jobs` on first sight of a job id.
 
-    def __init__(self, engine: Engine, *, max_entries: int = 200_000) -> None:
-        self.engine = engine
+    Misses are loaded together: every job id asked for while a load is being prepared joins one
+    `SELECT ... WHERE id IN (...)` on the event loop (asyncmy), so a process restarted under a fleet
+    of running jobs fills its cache in a few queries rather than one thread hop per job.
+    """
+
+    def __init__(self, pool: Pool, *, max_entries: int = 200_000) -> None:
+        self.pool = pool
         self.max_entries = max_entries
         self._jobs: OrderedDict[str, JobEntry] = OrderedDict()
+        self._waiting: dict[str, asyncio.Future[JobEntry | None]] = {}
+        self._loader: asyncio.Task | None = None
 
     def get(self, job_id: str) -> JobEntry | None:
         return self._jobs.get(job_id)
 
-    def load(self, job_id: str) -> JobEntry | None:
-        """Read one job from the database (blocking: call it in a thread)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    backup_jobs.c.id,
-                    backup_jobs.c.job_type,
-                    backup_jobs.c.vm_name,
-                    backup_jobs.c.repository_id,
-                    backup_jobs.c.status,
-                ).where(backup_jobs.c.id == job_id)
-            ).first()
-        if row is None:
-            return None
-        return JobEntry(row.id, row.job_type, row.vm_name, row.repository_id, row.status)
+    async def load(self, job_id: str) -> JobEntry | None:
+        """The job, from the database (None if it does not exist); raises what the database raised."""
+        future = self._waiting.get(job_id)
+        if future is None:
+            future = self._waiting[job_id] = asyncio.get_running_loop().create_future()
+            if self._loader is None:
+                self._loader = asyncio.get_running_loop().create_task(self._load_waiting())
+        return await asyncio.shield(future)
+
+    async def _load_waiting(self) -> None:
+        await asyncio.sleep(0)  # let every request already running ask for its job first
+        waiting, self._waiting, self._loader = self._waiting, {}, None
+        ids = list(waiting)
+        try:
+            found: dict[str, JobEntry] = {}
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                async with self.pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(_SELECT.format(", ".join(["%s"] * len(chunk))), chunk)
+                    for row in await cur.fetchall():
+                        found[row[0]] = self.put(JobEntry(*row))
+        except Exception as exc:
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.add_done_callback(lambda f: f.exception())  # read, so it is never "unretrieved"
+            return
+        for job_id, future in waiting.items():
+            if not future.done():
+                future.set_result(found.get(job_id))
 
     def put(self, entry: JobEntry) -> JobEntry:
         existing = self._jobs.get(entry.job_id)
@@ -88,3 +110,6 @@ class JobRegistry:
         entry = self._jobs.get(job_id)
         if entry is not None:
             entry.status = status
+
+
+_SELECT = "SELECT id, job_type, vm_name, repository_id, status FROM backup_jobs WHERE id IN ({})"

@@ -6,8 +6,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from anyio import to_thread
-
 from pipeline.ingest.committer import GroupCommitter
 from pipeline.ingest.models import BatchUpdate, TelemetryUpdate
 from pipeline.ingest.registry import JobEntry, JobRegistry
@@ -42,7 +40,7 @@ class TelemetryIngest:
 
     def __init__(self, settings: Settings, store: JobStore, influx: AsyncInflux) -> None:
         self.settings = settings
-        self.registry = JobRegistry(store.engine)
+        self.registry = JobRegistry(store.pool)
         self.committer = GroupCommitter(influx, store, settings.ingest, rp=settings.influx.raw_rp)
         self._last_ns = 0
 
@@ -63,7 +61,7 @@ class TelemetryIngest:
         entry = self.registry.get(job_id)
         if entry is None:
             try:
-                loaded = await to_thread.run_sync(self.registry.load, job_id)
+                loaded = await self.registry.load(job_id)
             except Exception as exc:
                 if is_outage(exc):
                     raise self._unavailable(describe_outage(exc)) from exc
