@@ -135,7 +135,7 @@ def main() -> int:
         with engine.begin() as conn:
             conn.exec_driver_sql(
                 "UPDATE backup_jobs SET status = 'completed', started_at = %s, completed_at = %s, "
-                "progress_percent = 100, current_phase = 'completed', telemetry_pending = 0 WHERE id = %s",
+                "progress_percent = 100, current_phase = 'completed' WHERE id = %s",
                 (now - timedelta(hours=25), now - timedelta(hours=1), rolled_id),
             )
             conn.exec_driver_sql(
@@ -148,7 +148,7 @@ def main() -> int:
         from pipeline.settings import load_settings
 
         jobs = SchedulerJobs(load_settings())
-        rolled = jobs.rollup.run_once()
+        rolled = jobs.rollup.run_once().rolled_up
         jobs.close()
         c.log(f"rolled up {rolled} job(s) (ours and any left by earlier runs)")
 
