@@ -6,13 +6,15 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from anyio import to_thread
 from sqlalchemy import Engine, select
 
 from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
+from pipeline.insight.baseline import RunBaselines
+from pipeline.insight.eta import estimate_eta
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.tsdb.encoding import TELEMETRY
 from pipeline.tsdb.influx import AsyncInflux, InfluxError, quote_ident
@@ -34,6 +36,7 @@ class TelemetryHistory:
     def __init__(self, engine: Engine, influx: AsyncInflux, raw_rp: str, *, cache_size: int = 5000) -> None:
         self.engine = engine
         self.influx = influx
+        self.baselines = RunBaselines(engine)
         # A rolled-up answer never changes (the summary is written once), so it is kept in memory.
         self._rolled_up: OrderedDict[str, dict] = OrderedDict()
         self.cache_size = cache_size
@@ -53,6 +56,8 @@ class TelemetryHistory:
                     backup_jobs.c.current_phase,
                     backup_jobs.c.last_telemetry_at,
                     backup_jobs.c.started_at,
+                    backup_jobs.c.vm_name,
+                    backup_jobs.c.backup_type,
                 ).where(backup_jobs.c.id == job_id)
             ).first()
 
@@ -77,9 +82,9 @@ class TelemetryHistory:
                 self._rolled_up.popitem(last=False)
             return answer
         if job.status == "running" or job.status in TERMINAL_STATUSES:
-            chart, source = await self._chart(job_id, job.started_at)
+            chart, source, origin = await self._chart(job_id, job.started_at)
             if chart or job.status == "running":
-                return {
+                answer = {
                     "job_id": job_id,
                     "status": job.status,
                     "data_source": "live_snapshots",
@@ -93,19 +98,51 @@ class TelemetryHistory:
                     "chart_data": chart,
                     "chart_source": source,
                 }
+                if job.status == "running":
+                    answer.update(await self._eta(job, chart, origin))
+                return answer
         return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
 
-    async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str]:
+    async def eta(self, job_id: str) -> dict:
+        """`eta_seconds`, `eta_at` and `eta_reason` of a running job (for GET /backups/{id})."""
+        job = await to_thread.run_sync(self._job, job_id)
+        if job is None or job.status != "running":
+            return {"eta_seconds": None, "eta_at": None, "eta_reason": "the job is not running"}
+        chart, _, origin = await self._chart(job_id, job.started_at)
+        return await self._eta(job, chart, origin)
+
+    async def _eta(self, job, chart: list[dict], origin: float | None) -> dict:
+        baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
+        estimate = estimate_eta(
+            [(p["t"], p["p"]) for p in chart],
+            history_speed_bps=baseline.avg_speed_bps,
+            total_bytes=job.total_bytes,
+            history_tail_share=baseline.tail_share,
+        )
+        if estimate.eta_seconds is None or origin is None:
+            return {"eta_seconds": None, "eta_at": None, "eta_reason": estimate.reason or "no telemetry yet"}
+        # The estimate runs from the last update; the answer from now.
+        end = origin + chart[-1]["t"] + estimate.eta_seconds
+        return {
+            "eta_seconds": round(max(0.0, end - time.time()), 1),
+            "eta_at": datetime.fromtimestamp(end, UTC),
+            "eta_reason": None,
+        }
+
+    async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str, float | None]:
+        """The live chart, where it came from, and the epoch seconds its `t` counts from."""
         if started_at is None:  # no update accepted yet: no points anywhere
-            return [], "influxdb"
+            return [], "influxdb", None
         try:
-            return await self._chart_from_influx(job_id, epoch_ns(started_at)), "influxdb"
+            chart, origin = await self._chart_from_influx(job_id, epoch_ns(started_at))
+            return chart, "influxdb", origin
         except InfluxError as exc:
             # InfluxDB down: the snapshot mirror in MySQL is the durable fallback (coarser cadence).
             log.warning("history of %s falls back to job_telemetry_snapshots: %s", job_id, exc)
-            return await to_thread.run_sync(self._chart_from_mirror, job_id), "job_telemetry_snapshots"
+            chart, origin = await to_thread.run_sync(self._chart_from_mirror, job_id)
+            return chart, "job_telemetry_snapshots", origin
 
-    async def _chart_from_influx(self, job_id: str, start_ns: int) -> list[dict]:
+    async def _chart_from_influx(self, job_id: str, start_ns: int) -> tuple[list[dict], float | None]:
         # Bounded by the job's window, like the rollup's reads (see pipeline/rollup/reader.py).
         where = "WHERE job_id = $job_id AND time >= $start AND time <= $end AND disk_index = ''"
         bind = {"job_id": job_id, "start": start_ns, "end": time.time_ns() + _AHEAD_NS}
@@ -119,7 +156,7 @@ class TelemetryHistory:
         values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
         count = values[0][1] or 0
         if count == 0:
-            return []
+            return [], None
         first_ms, last_ms = int(values[1][0]), int(values[2][0])
         if count <= LIVE_CHART_POINTS:
             query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {where}"
@@ -133,7 +170,7 @@ class TelemetryHistory:
             )
         result = await self.influx.query(query, bind, epoch="ms")
         rows = result[0].get("series", [{}])[0].get("values", []) if result else []
-        return [
+        chart = [
             {
                 "t": max(0, int((ts - first_ms) // 1000)),
                 "s": int(round(speed or 0)),
@@ -142,8 +179,9 @@ class TelemetryHistory:
             }
             for ts, speed, progress, phase in rows
         ]
+        return chart, first_ms / 1000.0
 
-    def _chart_from_mirror(self, job_id: str) -> list[dict]:
+    def _chart_from_mirror(self, job_id: str) -> tuple[list[dict], float | None]:
         t = job_telemetry_snapshots.c
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -152,9 +190,9 @@ class TelemetryHistory:
                 .order_by(t.timestamp)
             ).all()
         if not rows:
-            return []
+            return [], None
         start: datetime = rows[0].timestamp
-        return [
+        chart = [
             {
                 "t": int((r.timestamp - start).total_seconds()),
                 "s": int(r.transfer_speed_bps or 0),
@@ -163,3 +201,4 @@ class TelemetryHistory:
             }
             for r in rows
         ]
+        return chart, start.replace(tzinfo=UTC).timestamp()

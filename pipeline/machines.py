@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from pipeline.clock import aware
-from pipeline.jobs.views import duration_seconds, list_jobs
+from pipeline.jobs.views import anomalies_of, duration_seconds, list_jobs
 
 __all__ = ["get_machine", "list_machines", "success_rate"]
 
@@ -104,7 +104,8 @@ def list_machines(engine: Engine) -> dict:
 _TREND_SQL = text(
     """
     SELECT id, backup_type, job_type, status, created_at, started_at, completed_at,
-           bytes_transferred, total_bytes, avg_speed_bps
+           bytes_transferred, total_bytes, avg_speed_bps,
+           JSON_EXTRACT(performance_metrics, '$.anomalies') AS anomalies
     FROM backup_jobs WHERE vm_name = :vm ORDER BY created_at DESC, id DESC LIMIT :limit
     """
 )
@@ -146,8 +147,15 @@ def get_machine(engine: Engine, vm_name: str) -> dict | None:
             "total_bytes": r.total_bytes,
             "duration_seconds": duration_seconds(r, now),
             "avg_speed_bps": r.avg_speed_bps,
+            "anomalies": anomalies_of(r.anomalies),
         }
         for r in reversed(trend_rows)
+    ]
+    # The unusual runs, newest first: what the Analytics tab lists.
+    flagged = [
+        {"backup_id": t["backup_id"], "created_at": t["created_at"], "type": t["type"], **a}
+        for t in reversed(trend)
+        for a in t["anomalies"]
     ]
     return {
         "vm_name": vm_name,
@@ -156,5 +164,6 @@ def get_machine(engine: Engine, vm_name: str) -> dict | None:
         "kpis": kpis,
         "last_backup": view["last_backup"],
         "trend": trend,
+        "anomalies": flagged,
         "backups": list_jobs(engine, vm_name=vm_name, limit=100)["backups"],
     }

@@ -58,10 +58,13 @@ class BackupController(Controller):
             state.engine, vm_name=vm_name, repository_id=repository_id, status=status, limit=limit, offset=offset
         )
 
-    @get("/{backup_id:str}", sync_to_thread=True)
-    def one(self, state: State, backup_id: Annotated[str, Parameter(pattern=JOB_ID_PATTERN)]) -> dict:
-        """One job with its disks."""
-        job = get_job(state.engine, backup_id)
+    @get("/{backup_id:str}")
+    async def one(self, state: State, backup_id: Annotated[str, Parameter(pattern=JOB_ID_PATTERN)]) -> dict:
+        """One job with its disks and its rollup state; a running job also has `eta_seconds`, `eta_at`
+        and, when there is no estimate yet, `eta_reason`."""
+        job = await to_thread.run_sync(get_job, state.engine, backup_id)
         if job is None:
             raise NotFoundException(f"backup {backup_id!r} does not exist")
+        if job["status"] == "running":
+            job.update(await state.history.eta(backup_id))
         return job

@@ -92,7 +92,9 @@ class TelemetryIngest:
     def prepare(self, entry: JobEntry, update: TelemetryUpdate, now_ns: int) -> tuple[str, StateChange]:
         """The update's line-protocol point and its state change. Raises IngestError(409/400)."""
         terminal = update.disk_index is None and update.status in TERMINAL_STATUSES
-        if entry.finished and not terminal:
+        # Known to have finished: refused before its point is written, except the same end sent again
+        # (a retry after a lost answer), which is answered 200 by the commit.
+        if entry.finished and not (terminal and update.status == entry.status):
             raise IngestError(409, f"job {entry.job_id!r} has already finished ({entry.status})")
         ts_ns = self._timestamp_ns(update, now_ns)
         # The terminal point's phase is the final status: the last chart point says how the job ended.

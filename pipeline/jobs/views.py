@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from pipeline.clock import aware
 from pipeline.db.tables import backup_disks, backup_jobs
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 
-__all__ = ["duration_seconds", "get_job", "job_view", "list_jobs", "rollup_view"]
+__all__ = ["anomalies_of", "duration_seconds", "get_job", "job_view", "list_jobs", "rollup_view"]
 
 MAX_LIST = 1000
 
@@ -52,6 +53,7 @@ def job_view(row: Row, disks: Iterable[Row] = (), now: datetime | None = None) -
         "avg_speed_bps": row.avg_speed_bps,
         "has_performance_metrics": row.rolled_up_at is not None,
         "rollup": rollup_view(row),
+        "anomalies": anomalies_of(row.anomalies),
         "disks": [
             {
                 "disk_index": d.disk_index,
@@ -87,7 +89,18 @@ def rollup_view(row: Row) -> dict:
     }
 
 
-_JOB_COLUMNS = [c for c in backup_jobs.c if c.name != "performance_metrics"]
+# performance_metrics stays in the database (up to 8 KB a job); only its anomaly flags come along.
+_JOB_COLUMNS = [
+    *(c for c in backup_jobs.c if c.name != "performance_metrics"),
+    func.json_extract(backup_jobs.c.performance_metrics, "$.anomalies").label("anomalies"),
+]
+
+
+def anomalies_of(raw: str | list | None) -> list[dict]:
+    """The anomaly flags of a rolled-up job (JSON text from the database, or already decoded)."""
+    if raw is None:
+        return []
+    return json.loads(raw) if isinstance(raw, str | bytes) else list(raw)
 
 
 def _disks_by_job(conn: Connection, job_ids: list[str]) -> dict[str, list[Row]]:

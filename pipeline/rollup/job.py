@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs
+from pipeline.insight.anomaly import RunFigures, detect_anomalies
+from pipeline.insight.baseline import previous_runs
 from pipeline.jobs.store import JobStore, RetryPolicy, RollupClaim
 from pipeline.outages import is_outage
 from pipeline.rollup.metrics import SampleColumns, rollup_metrics
@@ -27,9 +29,9 @@ CLAIM_COLUMNS = (
     backup_jobs.c.last_telemetry_at,
     backup_jobs.c.rollup_attempts,
 )
-# Points are stamped from started_at (the earliest accepted update) to the job's end; a disk's update
-# may be stamped a little after the job's own last one.
-_END_MARGIN_NS = 300 * 10**9
+# Points are stamped from started_at (the earliest accepted update) to the job's last accepted update;
+# a disk's update may be stamped a little after the job's own last one.
+_DISK_MARGIN_NS = 300 * 10**9
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -131,13 +133,19 @@ class RollupJob:
         if job.started_at is None:  # no update was ever accepted: no points to read
             return rollup_metrics(SampleColumns(), **common)
         ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
-        window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + _END_MARGIN_NS)
-        return rollup_metrics(
-            self.reader.samples(window),
-            disks=self.reader.disks(window),
-            totals=self.reader.totals(window),
-            **common,
-        )
+        # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
+        window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
+        samples, disks, totals = self.reader.samples(window), self.reader.disks(window), self.reader.totals(window)
+        metrics = rollup_metrics(samples, disks=disks, totals=totals, **common)
+        if job.status != "completed":
+            return metrics  # a failed or cancelled run is unusual by its status already
+        run = RunFigures(metrics["duration_seconds"], metrics["bytes_transferred"], metrics["avg_speed_bps"])
+        previous = previous_runs(claim.conn, job.vm_name, job.backup_type, job.id, job.created_at)
+        anomalies = {
+            "anomalies": [a.as_dict() for a in detect_anomalies(run, previous)],
+            "anomaly_baseline_runs": len(previous),
+        }
+        return rollup_metrics(samples, disks=disks, totals=totals, extra=anomalies, **common)
 
     def _record_failure(self, claim: RollupClaim, exc: Exception) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()

@@ -216,13 +216,15 @@ def rollup_metrics(
     completed_at: float | None,
     disks: Sequence[DiskSummary] = (),
     totals: JobTotals | None = None,
+    extra: dict[str, Any] | None = None,
     max_chart_points: int = 100,
     max_bytes: int = 8000,
 ) -> dict[str, Any]:
     """The JSON-ready `performance_metrics` of a finished job, at most `max_bytes` when compactly encoded.
 
     `totals` are the job's byte counts and largest worker count when the caller has them from
-    elsewhere (InfluxDB aggregates them); without, they come from the last sample.
+    elsewhere (InfluxDB aggregates them); without, they come from the last sample. `extra` fields
+    (anomaly flags, say) are added as they are and counted in the size bound.
 
     Over budget, the chart loses points (down to 16), then the shortest phases, then the highest-indexed
     disks, and finally chart points down to first/last/peak/minimum; `*_omitted` count what was dropped.
@@ -267,6 +269,7 @@ def rollup_metrics(
         "chart_points_source": n,
         "disks": [],
         "disks_omitted": len(disk_list),
+        **(extra or {}),
     }
     room = max_bytes - len(_dumps(result))
 

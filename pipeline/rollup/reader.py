@@ -24,14 +24,23 @@ _PER_DISK = f"WHERE {_WINDOW} AND disk_index != ''"
 
 @dataclass(frozen=True, slots=True)
 class JobWindow:
-    """A job and the time span its points lie in (epoch nanoseconds, both ends included)."""
+    """A job and the time span its points lie in (epoch nanoseconds, both ends included).
+
+    The job's own points end with its last accepted update (`end_ns`): a point stamped later was
+    refused (409), even if it reached InfluxDB. Its disks' updates may be stamped a little later than
+    the job's own last one, so their span ends `disk_margin_ns` later.
+    """
 
     job_id: str
     start_ns: int
     end_ns: int
+    disk_margin_ns: int = 0
 
     def bind(self) -> dict[str, object]:
         return {"job_id": self.job_id, "start": self.start_ns, "end": self.end_ns}
+
+    def bind_disks(self) -> dict[str, object]:
+        return {"job_id": self.job_id, "start": self.start_ns, "end": self.end_ns + self.disk_margin_ns}
 
 
 class TelemetryReader:
@@ -85,7 +94,7 @@ class TelemetryReader:
 
     def disks(self, window: JobWindow) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""
-        bind = window.bind()
+        bind = window.bind_disks()
         results = self.influx.query(
             f"SELECT count(transfer_speed_bps), max(transfer_speed_bps), last(bytes_transferred), "
             f"last(total_bytes) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "

@@ -43,11 +43,12 @@ def fresh_influx(settings, influx, unique):
 
 
 def _finished_job(agent, name: str, points: int = 5, *, first_stamp: datetime | None = None) -> str:
+    """A completed job whose window (its first update to its last) began at `first_stamp` (2 minutes ago)."""
     body = {"vm_name": name, "backup_type": "full", "repository_id": "r"}
     job_id = agent.post("/backups", json=body).json()["backup_id"]
-    if first_stamp is not None:
-        first = update_body(0, total=points, timestamp=first_stamp.isoformat())
-        assert agent.post(f"/telemetry/backup/{job_id}", json=first).status_code == 202
+    first_stamp = first_stamp or datetime.now(UTC) - timedelta(minutes=2)
+    first = update_body(0, total=points, timestamp=first_stamp.isoformat())
+    assert agent.post(f"/telemetry/backup/{job_id}", json=first).status_code == 202
     for i in range(1, points):
         assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=points)).status_code == 202
     final = agent.post(f"/telemetry/backup/{job_id}", json=update_body(points, total=points, status="completed"))
@@ -82,7 +83,7 @@ def _write_points(client: SyncInflux, settings, job_id: str, vm_name: str, count
             progress_percent=100.0 * i / count,
             current_phase="transferring",
             worker_count=None,
-            timestamp_ns=now + i * 10**6,  # after the job started (its window begins at started_at)
+            timestamp_ns=now - 100 * 10**9 + i * 10**9,  # inside the job's window (see _finished_job)
         )
         for i in range(1, count + 1)
     ]
@@ -175,7 +176,7 @@ def test_a_disk_index_tag_written_by_someone_else_does_not_stop_the_rollup(
     strict_scheduler.roll_up()
     row = _rows(engine, [job_id])[job_id]
     assert row.rolled_up_at is not None and row.rollup_attempts == 0
-    assert row.performance_metrics["snapshots_recorded"] == 5
+    assert row.performance_metrics["snapshots_recorded"] == 6
 
 
 def test_an_influxdb_outage_is_not_counted_against_a_job(agent, engine, stack, strict_scheduler, unique):
