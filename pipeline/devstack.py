@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -139,9 +140,10 @@ class DevStack:
         )
 
     def start_process(
-        self, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None, own_group: bool = False
+        self, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None, own_group: bool = True
     ):
-        """Run `sendense <args>` against this stack; output goes to `log_path`."""
+        """Run `sendense <args>` against this stack; output goes to `log_path`. In a process group of its
+        own by default, so that stop_process() stops its workers with it."""
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", *args],
@@ -159,7 +161,7 @@ class DevStack:
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         port: int | None = None,
-        own_group: bool = False,
+        own_group: bool = True,
     ):
         """An API process (on `port`, default this stack's). `own_group`: in a process group of its own,
         so that a test can kill it and its workers at once (os.killpg)."""
@@ -175,12 +177,32 @@ class DevStack:
 
     @staticmethod
     def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int:
-        """SIGTERM (a graceful shutdown that flushes buffers), then SIGKILL after `timeout`."""
+        """SIGTERM (a graceful shutdown), then SIGKILL after `timeout`; to the whole process group when
+        the process leads one, so that no worker it forked (granian's) is left listening on its port."""
+        group = _own_group(proc)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            _signal(proc, signal.SIGTERM, group)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal(proc, signal.SIGKILL, group)
                 proc.wait()
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # anything of the group still there
         return proc.returncode
+
+
+def _own_group(proc: subprocess.Popen) -> bool:
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:
+        return False
+
+
+def _signal(proc: subprocess.Popen, sig: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)

@@ -14,9 +14,10 @@ from sqlalchemy import Engine, select
 from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
 from pipeline.insight.baseline import RunBaselines
+from pipeline.insight.bottleneck import bottleneck
 from pipeline.insight.eta import estimate_eta
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
-from pipeline.tsdb.encoding import TELEMETRY
+from pipeline.tsdb.encoding import STAGES, TELEMETRY
 from pipeline.tsdb.influx import AsyncInflux, InfluxError, quote_ident
 
 __all__ = ["LIVE_CHART_POINTS", "TelemetryHistory"]
@@ -82,7 +83,7 @@ class TelemetryHistory:
                 self._rolled_up.popitem(last=False)
             return answer
         if job.status == "running" or job.status in TERMINAL_STATUSES:
-            chart, source, origin = await self._chart(job_id, job.started_at)
+            chart, source, origin, loads = await self._chart(job_id, job.started_at)
             if chart or job.status == "running":
                 answer = {
                     "job_id": job_id,
@@ -100,6 +101,9 @@ class TelemetryHistory:
                 }
                 if job.status == "running":
                     answer.update(await self._eta(job, chart, origin))
+                    # The stage loads of the last update, and the busiest stage now.
+                    answer["current_state"]["stage_load"] = loads
+                    answer["bottleneck"] = bottleneck(loads)
                 return answer
         return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
 
@@ -108,7 +112,7 @@ class TelemetryHistory:
         job = await to_thread.run_sync(self._job, job_id)
         if job is None or job.status != "running":
             return {"eta_seconds": None, "eta_at": None, "eta_reason": "the job is not running"}
-        chart, _, origin = await self._chart(job_id, job.started_at)
+        chart, _, origin, _ = await self._chart(job_id, job.started_at)
         return await self._eta(job, chart, origin)
 
     async def _eta(self, job, chart: list[dict], origin: float | None) -> dict:
@@ -129,34 +133,37 @@ class TelemetryHistory:
             "eta_reason": None,
         }
 
-    async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str, float | None]:
-        """The live chart, where it came from, and the epoch seconds its `t` counts from."""
+    async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str, float | None, dict]:
+        """The live chart, where it came from, the epoch seconds its `t` counts from, and the stage
+        loads of the last update."""
         if started_at is None:  # no update accepted yet: no points anywhere
-            return [], "influxdb", None
+            return [], "influxdb", None, {}
         try:
-            chart, origin = await self._chart_from_influx(job_id, epoch_ns(started_at))
-            return chart, "influxdb", origin
+            return await self._chart_from_influx(job_id, epoch_ns(started_at))
         except InfluxError as exc:
             # InfluxDB down: the snapshot mirror in MySQL is the durable fallback (coarser cadence).
             log.warning("history of %s falls back to job_telemetry_snapshots: %s", job_id, exc)
             chart, origin = await to_thread.run_sync(self._chart_from_mirror, job_id)
-            return chart, "job_telemetry_snapshots", origin
+            return chart, "job_telemetry_snapshots", origin, {}
 
-    async def _chart_from_influx(self, job_id: str, start_ns: int) -> tuple[list[dict], float | None]:
+    async def _chart_from_influx(self, job_id: str, start_ns: int) -> tuple[list[dict], str, float | None, dict]:
         # Bounded by the job's window, like the rollup's reads (see pipeline/rollup/reader.py).
         where = "WHERE job_id = $job_id AND time >= $start AND time <= $end AND disk_index = ''"
         bind = {"job_id": job_id, "start": start_ns, "end": time.time_ns() + _AHEAD_NS}
         stats = await self.influx.query(
             f"SELECT count(transfer_speed_bps) FROM {self.source} {where}; "
             f"SELECT first(transfer_speed_bps) FROM {self.source} {where}; "
-            f"SELECT last(transfer_speed_bps) FROM {self.source} {where}",
+            f"SELECT last(transfer_speed_bps) FROM {self.source} {where}; "
+            f"SELECT {', '.join(f'last(load_{stage})' for stage in STAGES)} FROM {self.source} {where}",
             bind,
             epoch="ms",
         )
         values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
+        load_series = stats[3].get("series") if len(stats) > 3 else None
+        loads = dict(zip(STAGES, load_series[0]["values"][0][1:], strict=True)) if load_series else {}
         count = values[0][1] or 0
         if count == 0:
-            return [], None
+            return [], "influxdb", None, {}
         first_ms, last_ms = int(values[1][0]), int(values[2][0])
         if count <= LIVE_CHART_POINTS:
             query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {where}"
@@ -179,7 +186,7 @@ class TelemetryHistory:
             }
             for ts, speed, progress, phase in rows
         ]
-        return chart, first_ms / 1000.0
+        return chart, "influxdb", first_ms / 1000.0, loads
 
     def _chart_from_mirror(self, job_id: str) -> tuple[list[dict], float | None]:
         t = job_telemetry_snapshots.c

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BOTTLENECK_BY_REPOSITORY",
     "ERROR_MESSAGES",
     "MIB",
     "PHASES",
@@ -18,6 +19,7 @@ __all__ = [
     "plan_job",
     "speed_weights",
     "split_across_disks",
+    "stage_loads",
 ]
 
 MIB = 1024 * 1024
@@ -236,3 +238,24 @@ def plan_job(
             )
         )
     return ticks
+
+
+BOTTLENECK_BY_REPOSITORY = {
+    "repo-primary": "source_read",  # a local repository: the production datastore is the slow part
+    "repo-offsite": "target_write",  # a slow remote repository: writes queue up
+    "s3-archive": "network",  # object storage over a WAN link
+}
+"""Which stage of the data path limits a job, by its repository (the simulator's ground truth)."""
+
+
+def stage_loads(rng: random.Random, phase: str, bottleneck: str) -> dict[str, float]:
+    """How busy each stage is during one tick (%): the bottleneck stage near saturation while data
+    moves, the others well below; the snapshot phase mostly reads, finalizing mostly writes."""
+    loads = {stage: rng.uniform(10.0, 55.0) for stage in ("source_read", "processing", "network", "target_write")}
+    if phase == "transferring":
+        loads[bottleneck] = rng.uniform(70.0, 97.0)
+    elif phase == "snapshot":
+        loads["source_read"] = rng.uniform(20.0, 60.0)
+    else:
+        loads["target_write"] = rng.uniform(30.0, 65.0)
+    return {stage: round(value, 1) for stage, value in loads.items()}

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pipeline.agent.client import ApiError, TelemetryClient
-from pipeline.agent.curves import MIB, Tick, plan_job
+from pipeline.agent.curves import BOTTLENECK_BY_REPOSITORY, MIB, Tick, plan_job, stage_loads
 
 __all__ = ["DEFAULT_VM_NAMES", "SimulatorConfig", "SimulatorReport", "run_simulator"]
 
@@ -90,6 +90,7 @@ class _Job:
     fail: bool
     rng: random.Random
     create: dict[str, Any] | None = None  # create_backup() keyword arguments; None for picked-up jobs
+    bottleneck: str = "source_read"  # the stage that limits this job (by its repository)
 
 
 def _machine(vm_name: str) -> dict[str, Any]:
@@ -124,7 +125,8 @@ def _synthetic_job(rng: random.Random, config: SimulatorConfig, backup_id: str) 
     disks = list(enumerate(sizes)) if count > 1 else []
     fail = rng.random() < config.failure_rate
     job_rng = random.Random(rng.getrandbits(64))
-    return _Job(backup_id, vm_name, job_type, sum(sizes), disks, duration, fail, job_rng, create)
+    bottleneck = BOTTLENECK_BY_REPOSITORY.get(create["repository_id"], "source_read")
+    return _Job(backup_id, vm_name, job_type, sum(sizes), disks, duration, fail, job_rng, create, bottleneck)
 
 
 def _pending_job(rng: random.Random, config: SimulatorConfig, raw: Mapping[str, Any]) -> _Job:
@@ -142,7 +144,9 @@ def _pending_job(rng: random.Random, config: SimulatorConfig, raw: Mapping[str, 
     job_rng = random.Random(rng.getrandbits(64))
     job_type = str(raw.get("job_type") or "backup")
     vm_name = str(raw.get("vm_name", ""))
-    return _Job(str(raw["backup_id"]), vm_name, job_type, total, sizes if usable else [], duration, fail, job_rng)
+    bottleneck = BOTTLENECK_BY_REPOSITORY.get(str(raw.get("repository_id", "")), "source_read")
+    disks = sizes if usable else []
+    return _Job(str(raw["backup_id"]), vm_name, job_type, total, disks, duration, fail, job_rng, None, bottleneck)
 
 
 def _now() -> str:
@@ -179,7 +183,7 @@ class _JobGone(Exception):
 
 async def _send_tick(client: TelemetryClient, job: _Job, tick: Tick, stamp: str) -> int:
     """Deliver one tick (its per-disk updates first, so the job-level one can end the job); updates accepted."""
-    update = {**tick.as_update(), "timestamp": stamp}
+    update = {**tick.as_update(), "timestamp": stamp, "stage_load": stage_loads(job.rng, tick.phase, job.bottleneck)}
     disk_updates = [
         {"job_type": job.job_type, "job_id": job.backup_id, **disk, "timestamp": stamp} for disk in tick.disk_updates()
     ]

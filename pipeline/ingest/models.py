@@ -20,6 +20,7 @@ __all__ = [
     "JobId",
     "MachineSpec",
     "Name",
+    "StageLoad",
     "TelemetryUpdate",
     "server_job_id",
 ]
@@ -58,6 +59,17 @@ WorkerCount = Annotated[int, Meta(ge=0, le=4096)]
 Timestamp = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 
 
+class StageLoad(msgspec.Struct, forbid_unknown_fields=True):
+    """How busy each stage of the data path was since the previous update, in % (0-100), as backup
+    engines report it: reading the source, processing (compression, deduplication), the network, and
+    writing to the target repository. The busiest one is the bottleneck."""
+
+    source_read: Percent | None = None
+    processing: Percent | None = None
+    network: Percent | None = None
+    target_write: Percent | None = None
+
+
 class TelemetryUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One telemetry update for one job (or one disk of it, with disk_index)."""
 
@@ -71,6 +83,7 @@ class TelemetryUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     worker_count: WorkerCount | None = None
     error_message: ErrorText | None = None
     timestamp: Timestamp | None = None
+    stage_load: StageLoad | None = None
 
 
 class BatchUpdate(TelemetryUpdate, kw_only=True, forbid_unknown_fields=True):

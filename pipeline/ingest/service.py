@@ -35,6 +35,13 @@ class IngestResult:
     body: dict
 
 
+def _loads(update: TelemetryUpdate) -> dict[str, float] | None:
+    if update.stage_load is None:
+        return None
+    loads = {name: getattr(update.stage_load, name) for name in update.stage_load.__struct_fields__}
+    return {name: value for name, value in loads.items() if value is not None} or None
+
+
 class TelemetryIngest:
     """The ingest path. Every answer but a refusal waits for a group commit: a 2xx means durable."""
 
@@ -108,6 +115,7 @@ class TelemetryIngest:
             current_phase=phase,
             worker_count=update.worker_count,
             timestamp_ns=ts_ns,
+            stage_load=_loads(update),
         )
         change = StateChange(
             job_id=entry.job_id,

@@ -12,9 +12,10 @@ from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs
 from pipeline.insight.anomaly import RunFigures, detect_anomalies
 from pipeline.insight.baseline import previous_runs
+from pipeline.insight.bottleneck import bottleneck
 from pipeline.jobs.store import JobStore, RetryPolicy, RollupClaim
 from pipeline.outages import is_outage
-from pipeline.rollup.metrics import SampleColumns, rollup_metrics
+from pipeline.rollup.metrics import SampleColumns, headline, rollup_metrics
 from pipeline.rollup.purge import PURGE_COLUMNS, TelemetryPurger
 from pipeline.rollup.reader import JobWindow, TelemetryReader
 from pipeline.settings import SchedulerSettings
@@ -136,16 +137,17 @@ class RollupJob:
         # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
         window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
         samples, disks, totals = self.reader.samples(window), self.reader.disks(window), self.reader.totals(window)
-        metrics = rollup_metrics(samples, disks=disks, totals=totals, **common)
-        if job.status != "completed":
-            return metrics  # a failed or cancelled run is unusual by its status already
-        run = RunFigures(metrics["duration_seconds"], metrics["bytes_transferred"], metrics["avg_speed_bps"])
-        previous = previous_runs(claim.conn, job.vm_name, job.backup_type, job.id, job.created_at)
-        anomalies = {
-            "anomalies": [a.as_dict() for a in detect_anomalies(run, previous)],
-            "anomaly_baseline_runs": len(previous),
-        }
-        return rollup_metrics(samples, disks=disks, totals=totals, extra=anomalies, **common)
+        extra: dict = {}
+        limiting = bottleneck(self.reader.stage_loads(window))
+        if limiting is not None:
+            extra["bottleneck"] = limiting  # the mean load of each stage over the run, and the busiest
+        if job.status == "completed":  # a failed or cancelled run is unusual by its status already
+            duration, avg = headline(samples, started_at=common["started_at"], completed_at=common["completed_at"])
+            run = RunFigures(duration, totals.bytes_transferred, round(avg))
+            previous = previous_runs(claim.conn, job.vm_name, job.backup_type, job.id, job.created_at)
+            extra["anomalies"] = [a.as_dict() for a in detect_anomalies(run, previous)]
+            extra["anomaly_baseline_runs"] = len(previous)
+        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common)
 
     def _record_failure(self, claim: RollupClaim, exc: Exception) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()

@@ -21,6 +21,7 @@ __all__ = [
     "DiskSummary",
     "JobTotals",
     "SampleColumns",
+    "headline",
     "phase_durations",
     "rollup_metrics",
     "time_weighted_average",
@@ -208,6 +209,19 @@ def _take(items: Iterable[str], room: int) -> tuple[int, int]:
     return count, size
 
 
+def headline(samples: SampleColumns, *, started_at: float | None, completed_at: float | None) -> tuple[int, float]:
+    """A run's duration in seconds (first to last sample; else from its timestamps) and its
+    time-weighted average speed: what the summary leads with, and what runs are compared by."""
+    t, speed = samples.arrays()[:2]
+    if len(t) >= 2:
+        duration = round(float(t[-1] - t[0]))
+    elif started_at is not None and completed_at is not None:
+        duration = max(0, round(completed_at - started_at))
+    else:
+        duration = 0
+    return duration, time_weighted_average(t, speed)
+
+
 def rollup_metrics(
     samples: SampleColumns,
     *,
@@ -234,13 +248,7 @@ def rollup_metrics(
     t, speed, progress, codes, done, total, workers = samples.arrays()
     names = samples.phase_names()
     n = len(t)
-    if n >= 2:
-        duration = round(float(t[-1] - t[0]))
-    elif started_at is not None and completed_at is not None:
-        duration = max(0, round(completed_at - started_at))
-    else:
-        duration = 0
-    avg = time_weighted_average(t, speed)
+    duration, avg = headline(samples, started_at=started_at, completed_at=completed_at)
     peak = int(speed.max()) if n else 0
     nonzero = speed[speed != 0]
     minimum = int(nonzero.min()) if len(nonzero) else 0

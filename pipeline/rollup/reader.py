@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.rollup.metrics import DiskSummary, JobTotals, SampleColumns
-from pipeline.tsdb.encoding import TELEMETRY
+from pipeline.tsdb.encoding import STAGES, TELEMETRY
 from pipeline.tsdb.influx import SyncInflux, quote_ident
 
 __all__ = ["JobWindow", "TelemetryReader"]
@@ -91,6 +91,16 @@ class TelemetryReader:
             return JobTotals()
         _, sent, total, workers = series[0]["values"][0]
         return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
+
+    def stage_loads(self, window: JobWindow) -> dict[str, float | None]:
+        """Each stage's mean load over the job's job-level points (None for a stage never reported)."""
+        fields = ", ".join(f"mean(load_{stage})" for stage in STAGES)
+        result = self.influx.query(f"SELECT {fields} FROM {self.source} {_JOB_LEVEL}", window.bind())
+        series = result[0].get("series") if result else None
+        if not series:
+            return dict.fromkeys(STAGES)
+        values = series[0]["values"][0][1:]
+        return {stage: None if v is None else float(v) for stage, v in zip(STAGES, values, strict=True)}
 
     def disks(self, window: JobWindow) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""

@@ -6,9 +6,11 @@ from functools import lru_cache
 
 from influxdb_client import Point
 
-__all__ = ["TELEMETRY", "SUMMARY", "encode_summary", "phase_field", "series_key", "telemetry_line"]
+__all__ = ["STAGES", "TELEMETRY", "SUMMARY", "encode_summary", "phase_field", "series_key", "telemetry_line"]
 
 TELEMETRY = "job_telemetry"
+STAGES = ("source_read", "processing", "network", "target_write")
+"""The stages of the data path whose load agents may report (fields `load_<stage>`)."""
 SUMMARY = "job_summary"
 _PROBE = "x"
 
@@ -46,11 +48,18 @@ def telemetry_line(
     current_phase: str,
     worker_count: int | None,
     timestamp_ns: int,
+    stage_load: dict[str, float] | None = None,
 ) -> str:
-    """One `job_telemetry` line. Numbers are validated ints and floats, so formatting them is safe."""
+    """One `job_telemetry` line. Numbers are validated ints and floats, so formatting them is safe.
+
+    `stage_load` ({stage: % busy}, stages from STAGES) becomes fields `load_<stage>`.
+    """
     workers = "" if worker_count is None else f",worker_count={worker_count}i"
+    loads = ""
+    if stage_load:
+        loads = "".join(f",load_{stage}={float(stage_load[stage])!r}" for stage in STAGES if stage in stage_load)
     return (
-        f"{key} bytes_transferred={bytes_transferred}i,{phase_field(current_phase)},"
+        f"{key} bytes_transferred={bytes_transferred}i,{phase_field(current_phase)}{loads},"
         f"progress_percent={float(progress_percent)!r},total_bytes={total_bytes}i,"
         f"transfer_speed_bps={transfer_speed_bps}i{workers} {timestamp_ns}"
     )

@@ -103,3 +103,31 @@ def test_a_refused_update_stamped_after_the_end_is_not_summarised(agent, influx,
     metrics = agent.get(f"/telemetry/history/{job_id}").json()["performance_metrics"]
     assert metrics["snapshots_recorded"] == 12
     assert metrics["chart_data"][-1]["phase"] == "completed"
+
+
+def test_the_busiest_stage_is_named_while_running_and_averaged_in_the_summary(agent, viewer, scheduler_jobs, unique):
+    job_id = _create(agent, f"bottleneck-{unique}")
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    for i in range(10):
+        body = update_body(i, total=10, timestamp=(start + timedelta(seconds=10 * i)).isoformat())
+        body["stage_load"] = {"source_read": 30.0, "processing": 20.0, "network": 40.0, "target_write": 70.0 + i}
+        response = agent.post(f"/telemetry/backup/{job_id}", json=body)
+        assert response.status_code == 202, response.text
+    live = viewer.get(f"/telemetry/history/{job_id}").json()
+    assert live["bottleneck"]["text"] == "Bottleneck: target 79 %"
+    assert live["current_state"]["stage_load"]["network"] == 40.0
+    final = update_body(10, total=10, status="completed", timestamp=(start + timedelta(seconds=100)).isoformat())
+    assert agent.post(f"/telemetry/backup/{job_id}", json=final).status_code == 200
+    scheduler_jobs.roll_up()
+    summary = viewer.get(f"/telemetry/history/{job_id}").json()["performance_metrics"]["bottleneck"]
+    assert summary["stage"] == "target_write" and summary["loads"]["target_write"] == 74.5
+    assert summary["loads"]["source_read"] == 30.0
+
+
+@pytest.mark.parametrize(
+    "stage_load", [{"target_write": 101}, {"target_write": -1}, {"disk": 50}, {"network": "busy"}, [50]]
+)
+def test_stage_loads_are_validated(agent, unique, stage_load):
+    job_id = _create(agent, f"stages-{unique}")
+    response = agent.post(f"/telemetry/backup/{job_id}", json={**update_body(1), "stage_load": stage_load})
+    assert response.status_code == 400 and "stage_load" in response.json()["detail"]
