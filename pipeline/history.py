@@ -12,7 +12,7 @@ from anyio import to_thread
 from sqlalchemy import Engine, select
 
 from pipeline.clock import epoch_ns
-from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
+from pipeline.db.tables import backup_jobs, job_disk_charts, job_telemetry_snapshots
 from pipeline.insight.baseline import RunBaselines
 from pipeline.insight.bottleneck import bottleneck
 from pipeline.insight.eta import estimate_eta
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A live chart is drawn from at most this many points; longer jobs are aggregated by InfluxDB.
 LIVE_CHART_POINTS = 600
+# Each disk's live curve in at most about this many buckets.
+LIVE_DISK_POINTS = 200
 NO_DATA = "No telemetry data available for this job"
 # Agent timestamps may be up to 300 s ahead of this server's clock (see the ingest path).
 _AHEAD_NS = 300 * 10**9
@@ -106,6 +108,54 @@ class TelemetryHistory:
                     answer["bottleneck"] = bottleneck(loads)
                 return answer
         return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
+
+    async def disks(self, job_id: str) -> dict | None:
+        """Each disk's speed curve: kept from the rollup (`rolled_up`), from the raw points while the job's
+        summary does not exist yet (`live_snapshots`), else `none`; None for an unknown job. `t` counts
+        from the job's start, like the job's own chart."""
+        job = await to_thread.run_sync(self._job, job_id)
+        if job is None:
+            return None
+        if job.performance_metrics is not None:
+            rows = await to_thread.run_sync(self._disk_charts, job_id)
+            source = "rolled_up"
+            disks = [{"disk_index": r.disk_index, "chart_data": r.chart_data} for r in rows]
+        elif job.started_at is not None:
+            source = "live_snapshots"
+            disks = await self._live_disks(job_id, epoch_ns(job.started_at))
+        else:
+            source, disks = "none", []
+        return {"job_id": job_id, "status": job.status, "data_source": source if disks else "none", "disks": disks}
+
+    def _disk_charts(self, job_id: str):
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(job_disk_charts.c.disk_index, job_disk_charts.c.chart_data)
+                .where(job_disk_charts.c.job_id == job_id)
+                .order_by(job_disk_charts.c.disk_index)
+            ).all()
+
+    async def _live_disks(self, job_id: str, start_ns: int) -> list[dict]:
+        end_ns = time.time_ns() + _AHEAD_NS
+        bucket = max(1, math.ceil((end_ns - start_ns) / 1e9 / LIVE_DISK_POINTS))
+        result = await self.influx.query(
+            f"SELECT mean(transfer_speed_bps), last(progress_percent) FROM {self.source} "
+            "WHERE job_id = $job_id AND time >= $start AND time <= $end AND disk_index != '' "
+            f"GROUP BY time({bucket}s), disk_index fill(none)",
+            {"job_id": job_id, "start": start_ns, "end": end_ns},
+            epoch="ms",
+        )
+        disks = []
+        for series in result[0].get("series", []) if result else []:
+            disk = series.get("tags", {}).get("disk_index", "")
+            if not disk.isascii() or not disk.isdigit() or len(disks) >= 32:
+                continue
+            chart = [
+                {"t": max(0, round((t - start_ns / 1e6) / 1000)), "s": round(speed or 0), "p": round(float(p or 0), 2)}
+                for t, speed, p in series.get("values", [])
+            ]
+            disks.append({"disk_index": int(disk), "chart_data": chart})
+        return sorted(disks, key=lambda d: d["disk_index"])
 
     async def eta(self, job_id: str) -> dict:
         """`eta_seconds`, `eta_at` and `eta_reason` of a running job (for GET /backups/{id})."""

@@ -112,6 +112,8 @@ class ApiSettings:
     """Listen backlog: connections the kernel queues while every worker is busy."""
     max_concurrency: int = field(default_factory=lambda: _env_int("SENDENSE_API_MAX_CONCURRENCY", 4096))
     """Requests (connections, for granian) one worker serves at once; more wait in the backlog."""
+    rpo_default: int = field(default_factory=lambda: _env_int("SENDENSE_RPO_DEFAULT", 86_400))
+    """Recovery-point objective (seconds) of a machine without its own (PUT /machines/{vm}/rpo)."""
     header_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEADER_TIMEOUT", 10.0))
     """Seconds a connection may take to send a request's headers (and may stay idle between requests)."""
 

@@ -79,6 +79,16 @@ class TelemetryController(Controller):
             raise NotFoundException(f"job {job_id!r} does not exist")
         return body
 
+    @get("/history/{job_id:str}/disks")
+    async def disk_history(self, state: State, job_id: JobIdParam) -> dict:
+        """Each disk's speed curve of a multi-disk job (`disks`: `[{disk_index, chart_data: [{t, s, p}]}]`,
+        `t` in seconds from the job's start): `rolled_up` (kept with the summary, at most 60 points a
+        disk), `live_snapshots` (from the raw points, at most about 200 a disk) or `none`."""
+        body = await state.history.disks(job_id)
+        if body is None:
+            raise NotFoundException(f"job {job_id!r} does not exist")
+        return body
+
     @post("/{job_type:str}/{job_id:str}", request_max_body_size=MAX_UPDATE_BYTES)
     async def update(self, request: Request, job_type: str, job_id: str) -> Response:
         """One update (body: TelemetryUpdate: bytes_transferred, total_bytes, transfer_speed_bps, progress_percent

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from bokeh.application.application import ServerContext
 
 from dashboards import current_settings
@@ -19,4 +22,5 @@ def on_server_loaded(server_context: ServerContext) -> None:
 def on_server_unloaded(server_context: ServerContext) -> None:
     api = getattr(server_context, "sendense_api", None)
     if api is not None:
-        api.close()
+        with contextlib.suppress(RuntimeError):  # no loop left to close it on: the process is ending
+            asyncio.get_event_loop().create_task(api.aclose())

@@ -15,23 +15,23 @@ class ApiError(Exception):
 
 
 class DashboardApi:
-    """Synchronous client shared by every session (created once in `app_hooks.on_server_loaded`).
+    """Asynchronous client shared by every session (created once in `app_hooks.on_server_loaded`).
 
-    Synchronous on purpose: the API is local and answers in milliseconds, and a Bokeh callback that
-    blocks for that long is simpler to reason about than one that interleaves with other events.
+    Asynchronous so that a slow API answer holds up only the session that asked: the Bokeh server
+    runs every session on one event loop, and a blocking call there froze them all.
     """
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(base_url=f"{self.base_url}/api/v1", headers=headers, timeout=timeout)
+        self._client = httpx.AsyncClient(base_url=f"{self.base_url}/api/v1", headers=headers, timeout=timeout)
 
-    def close(self) -> None:
-        self._client.close()
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
-    def _get(self, path: str) -> Any:
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         try:
-            response = self._client.get(path)
+            response = await self._client.get(path, params=params)
         except httpx.HTTPError as exc:
             raise ApiError(
                 f"The API at {self.base_url} did not answer ({type(exc).__name__}); is `sendense api` running?"
@@ -50,17 +50,26 @@ class DashboardApi:
         except ValueError as exc:
             raise ApiError(f"The API answered {path} with something that is not JSON") from exc
 
-    def machines(self) -> list[dict]:
-        """The protection-flows table (GET /machines)."""
-        return self._get("/machines")["machines"]
+    async def machines(
+        self, *, limit: int = 100, offset: int = 0, sort: str = "rpo", order: str = "desc", search: str = ""
+    ) -> dict:
+        """A page of the protection-flows table (GET /machines): {"machines": [...], "total": n}."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "sort": sort, "order": order}
+        if search:
+            params["search"] = search
+        return await self._get("/machines", params)
 
-    def machine(self, vm_name: str) -> dict:
-        """One machine's details, KPIs, trend and latest jobs (GET /machines/{vm_name})."""
-        return self._get(f"/machines/{quote(vm_name, safe='')}")
+    async def machine(self, vm_name: str) -> dict:
+        """One machine's details, KPIs, trend, anomalies and RPO (GET /machines/{vm_name})."""
+        return await self._get(f"/machines/{quote(vm_name, safe='')}")
 
-    def history(self, job_id: str) -> dict:
+    async def history(self, job_id: str) -> dict:
         """A job's telemetry history: rolled_up, live_snapshots or none (GET /telemetry/history/{job_id})."""
-        return self._get(f"/telemetry/history/{quote(job_id, safe='')}")
+        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}")
+
+    async def disk_history(self, job_id: str) -> dict:
+        """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks)."""
+        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}/disks")
 
 
 def _detail(response: httpx.Response) -> str:

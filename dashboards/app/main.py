@@ -1,8 +1,12 @@
-"""Sendense operators' dashboard: machines table → details dialog with Summary, Performance, Analytics tabs."""
+"""Sendense operators' dashboard: machines table → details dialog with Summary, Performance, Analytics tabs.
+
+Every API call is awaited (the client is async), so a slow answer holds up only the session that
+asked; widget callbacks hand their work to the event loop with `doc.add_next_tick_callback`.
+"""
 
 from __future__ import annotations
 
-from html import escape
+from functools import partial
 
 from bokeh.io import curdoc
 from bokeh.layouts import column
@@ -19,14 +23,13 @@ doc = curdoc()
 api: DashboardApi = doc.session_context.server_context.sendense_api
 
 # Data sources and figures live in the views, one per part of the page.
-machines = MachinesView()
+machines = MachinesView(api, doc.add_next_tick_callback)
 summary = SummaryView()
-performance = PerformanceView(api)
+performance = PerformanceView(api, doc.add_next_tick_callback)
 analytics = AnalyticsView()
 
 # Widgets.
 header = Div(text="<h2 style='margin:4px 0'>Sendense — protected machines</h2>" + CARD_CSS)
-page_message = Div(text="", name="page-message", sizing_mode="stretch_width")
 dialog_message = Div(text="", name="dialog-message", sizing_mode="stretch_width")
 tabs = Tabs(
     tabs=[
@@ -46,28 +49,19 @@ dialog = Dialog(
 
 
 # Callbacks.
-def load_machines() -> None:
+async def open_machine(vm_name: str) -> None:
     try:
-        rows = api.machines()
+        machine = await api.machine(vm_name)
     except ApiError as exc:
-        page_message.text = message_html(str(exc), "error")
+        machines.message.text = message_html(str(exc), "error")
         return
-    page_message.text = "" if rows else message_html("No machines yet: no backup job has been created.")
-    machines.set_machines(rows)
-
-
-def open_machine(vm_name: str) -> None:
-    try:
-        machine = api.machine(vm_name)
-    except ApiError as exc:
-        page_message.text = message_html(str(exc), "error")
-        return
-    page_message.text = ""
+    machines.message.text = ""
     dialog_message.text = ""
-    dialog.title = f"Machine {escape(vm_name)}"
+    # The title is plain text (Bokeh escapes it): escaping it here too showed "&lt;" to operators.
+    dialog.title = f"Machine {vm_name}"
     summary.update(machine)
     analytics.update(machine)
-    performance.load(machine)
+    await performance.load(machine)
     tabs.active = 0
     if dialog.document is None:
         # Sent to the browser on first use: the main page's first paint does not wait for the
@@ -78,20 +72,20 @@ def open_machine(vm_name: str) -> None:
 
 def on_row_selected(_attr: str, _old: list[int], new: list[int]) -> None:
     if new:
-        open_machine(machines.vm_at(new[0]))
+        doc.add_next_tick_callback(partial(open_machine, machines.vm_at(new[0])))
 
 
 def on_dialog_visible(_attr: str, _old: bool, new: bool) -> None:
     if not new:
         # Closed: stop following a live job, and let the same row be selected again; the table is re-read.
         performance.live = False
-        load_machines()
+        doc.add_next_tick_callback(machines.load)
 
 
 machines.source.selected.on_change("indices", on_row_selected)
 dialog.on_change("visible", on_dialog_visible)
 doc.add_periodic_callback(performance.refresh, REFRESH_MS)
-load_machines()
+doc.add_next_tick_callback(machines.load)
 
 doc.title = "Sendense Telemetry"
-doc.add_root(column(header, page_message, machines.search, machines.table, name="main-page"))
+doc.add_root(column(header, machines.layout, name="main-page"))

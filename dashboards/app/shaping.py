@@ -10,8 +10,10 @@ from typing import Any
 __all__ = [
     "BYTES_PER_MB",
     "PHASE_COLORS",
+    "disk_columns",
     "donut_columns",
-    "filter_machines",
+    "eta_text",
+    "flag_text",
     "format_bytes",
     "format_duration",
     "format_rate",
@@ -22,9 +24,11 @@ __all__ = [
     "machines_columns",
     "mbps",
     "mmss",
+    "page_text",
     "performance_figures",
     "phase_bands",
     "phase_color",
+    "rpo_text",
     "speed_columns",
     "stream_tail",
     "trend_columns",
@@ -75,6 +79,16 @@ def speed_columns(chart_data: Sequence[dict]) -> dict[str, list]:
         "time": [mmss(p["t"]) for p in chart_data],
         "progress": [round(float(p.get("p") or 0.0), 1) for p in chart_data],
         "phase": [p.get("phase") or "" for p in chart_data],
+    }
+
+
+def disk_columns(disks: Sequence[dict], palette: Sequence[str] = ("#1f77b4",)) -> dict[str, list]:
+    """One line per disk for a multi_line: seconds, MB/s, a colour and "Disk n" for the legend."""
+    return {
+        "xs": [[p["t"] for p in d.get("chart_data") or []] for d in disks],
+        "ys": [[mbps(p.get("s")) for p in d.get("chart_data") or []] for d in disks],
+        "color": [palette[i % len(palette)] for i in range(len(disks))],
+        "label": [f"Disk {d['disk_index']}" for d in disks],
     }
 
 
@@ -160,6 +174,15 @@ def _epoch_ms(moment: str | None) -> float:
     return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp() * 1000.0
 
 
+def eta_text(figures: dict) -> str:
+    """ "ETA 22:51:03 UTC (in 10m 00s)", or why there is none yet."""
+    if figures.get("eta_seconds") is None:
+        reason = figures.get("eta_reason")
+        return f"no ETA yet ({reason})" if reason else ""
+    clock = format_time(figures.get("eta_at"))[11:]
+    return f"ETA {clock} UTC (in {format_duration(figures['eta_seconds'])})"
+
+
 def job_label(job: dict) -> str:
     """The job selector's text: "timestamp – type"."""
     return f"{format_time(job.get('created_at'))} – {job.get('type') or job.get('backup_type') or '?'}"
@@ -171,20 +194,35 @@ def job_options(jobs: Iterable[dict]) -> list[tuple[str, str]]:
     return [(j["backup_id"], job_label(j)) for j in ordered]
 
 
-def filter_machines(machines: Sequence[dict], query: str) -> list[dict]:
-    """Rows whose VM, repository, last type or last status contain every word of `query` (any case)."""
-    words = query.lower().split()
-    if not words:
-        return list(machines)
+def page_text(offset: int, shown: int, total: int) -> str:
+    """ "Machines 101–200 of 10,000" under the table; "No machines" when the search matches none."""
+    if total == 0:
+        return "No machines"
+    return f"Machines {offset + 1:,}–{offset + shown:,} of {total:,}"
 
-    def text(m: dict) -> str:
-        last = m.get("last_backup") or {}
-        return " ".join(
-            str(v or "")
-            for v in (m["vm_name"], m.get("repository_id"), last.get("type"), last.get("status"), last.get("job_type"))
-        ).lower()
 
-    return [m for m in machines if all(w in text(m) for w in words)]
+def rpo_text(rpo: dict | None) -> tuple[str, str]:
+    """(status, "age / objective") of a machine's RPO, e.g. ("out of RPO", "31h 10m / 24h")."""
+    if not rpo:
+        return "", ""
+    status = "out of RPO" if rpo.get("out_of_rpo") else "within RPO"
+    age = rpo.get("age_seconds")
+    objective = _short(rpo.get("rpo_seconds"))
+    return status, f"{'never' if age is None else _short(age)} / {objective}"
+
+
+def _short(seconds: float | None) -> str:
+    """A compact age: "45m", "31h 10m", "3d 4h"."""
+    if seconds is None:
+        return "—"
+    minutes = int(seconds) // 60
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {mins:02d}m" if mins else f"{hours}h"
+    return f"{mins}m"
 
 
 def _nan(value: Any) -> float:
@@ -192,9 +230,12 @@ def _nan(value: Any) -> float:
 
 
 def machines_columns(machines: Sequence[dict]) -> dict[str, list]:
-    """The protection-flows table; sizes in MB and rates as numbers so that columns sort numerically."""
+    """The protection-flows table; sizes in MB and rates as numbers, the RPO as status and age."""
     lasts = [m.get("last_backup") or {} for m in machines]
+    rpos = [rpo_text(m.get("rpo")) for m in machines]
     return {
+        "rpo_status": [status for status, _ in rpos],
+        "rpo_age": [age for _, age in rpos],
         "vm_name": [m["vm_name"] for m in machines],
         "repository_id": [m.get("repository_id") or "" for m in machines],
         "last_type": [f"{last.get('type') or ''} {last.get('job_type') or ''}".strip() for last in lasts],
@@ -204,6 +245,11 @@ def machines_columns(machines: Sequence[dict]) -> dict[str, list]:
         "success_rate": [_nan(m.get("success_rate")) for m in machines],
         "total_backups": [m.get("total_backups", 0) for m in machines],
     }
+
+
+def flag_text(anomalies: Sequence[dict] | None) -> str:
+    """ "⚠ took 2.4× longer than usual; …" for an unusual run, "" otherwise."""
+    return "⚠ " + "; ".join(a["sentence"] for a in anomalies) if anomalies else ""
 
 
 def history_columns(backups: Sequence[dict]) -> dict[str, list]:
@@ -217,6 +263,8 @@ def history_columns(backups: Sequence[dict]) -> dict[str, list]:
         "size_mb": [_nan(j.get("bytes_transferred")) / BYTES_PER_MB for j in ordered],
         "duration": [format_duration(j.get("duration_seconds")) for j in ordered],
         "avg_speed_mbps": [math.nan if j.get("avg_speed_bps") is None else mbps(j["avg_speed_bps"]) for j in ordered],
+        # Unusual runs get a marker and what is unusual about them.
+        "flags": [flag_text(j.get("anomalies")) for j in ordered],
     }
 
 
@@ -255,8 +303,9 @@ def trend_columns(trend: Sequence[dict]) -> dict[str, list]:
 def performance_figures(history: dict) -> dict[str, Any]:
     """Peak and average speed (MB/s), duration and state from a history response in any of its modes.
 
-    Rolled up: the summary's own figures (time-weighted average). Live: computed from the points so
-    far (a plain mean, labelled "so far" by the view) and the current progress.
+    Rolled up: the summary's own figures (time-weighted average), its bottleneck and anomaly
+    sentences. Live: computed from the points so far (a plain mean, labelled "so far" by the view),
+    the current progress, the ETA and the current bottleneck.
     """
     source = history.get("data_source")
     figures: dict[str, Any] = {
@@ -264,6 +313,8 @@ def performance_figures(history: dict) -> dict[str, Any]:
         "status": history.get("status"),
         "message": history.get("message") or "",
     }
+    figures.update(eta_seconds=history.get("eta_seconds"), eta_at=history.get("eta_at"))
+    figures.update(eta_reason=history.get("eta_reason"), bottleneck=history.get("bottleneck"), anomalies=[])
     if source == "rolled_up":
         m = history.get("performance_metrics") or {}
         figures.update(
@@ -272,6 +323,8 @@ def performance_figures(history: dict) -> dict[str, Any]:
             duration_seconds=m.get("duration_seconds"),
             progress=(m.get("chart_data") or [{}])[-1].get("p"),
             chart=m.get("chart_data") or [],
+            bottleneck=m.get("bottleneck"),
+            anomalies=[a["sentence"] for a in m.get("anomalies") or []],
         )
     elif source == "live_snapshots":
         chart = history.get("chart_data") or []

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME, TIMESTAMP
 
-__all__ = ["backup_disks", "backup_jobs", "job_telemetry_snapshots", "machines", "metadata"]
+__all__ = ["backup_disks", "backup_jobs", "job_disk_charts", "job_telemetry_snapshots", "machines", "metadata"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -104,6 +104,28 @@ machines = Table(
     Column("protection_flow", String(255), nullable=True),
     Column("created_at", Moment, nullable=False),
     Column("updated_at", Moment, nullable=False),
+    # Kept by the job store as jobs are created and end, so the flows table reads one row per machine.
+    Column("total_jobs", Integer(), nullable=False, server_default="0"),
+    Column("successful", Integer(), nullable=False, server_default="0"),
+    Column("failed", Integer(), nullable=False, server_default="0"),
+    Column("cancelled", Integer(), nullable=False, server_default="0"),
+    Column("protected_bytes", BigInteger(), nullable=False, server_default="0"),
+    Column("last_job_id", String(255), nullable=True),
+    Column("last_job_at", Moment, nullable=True),
+    Column("last_success_at", Moment, nullable=True),
+    # Recovery-point objective of this machine, overriding the default (SENDENSE_RPO_DEFAULT).
+    Column("rpo_seconds", Integer(), nullable=True),
+    Index(None, "last_job_at"),
+    Index(None, "last_success_at"),
+)
+
+# Each disk's speed curve of a rolled-up job (bounded), kept after its raw points are purged.
+job_disk_charts = Table(
+    "job_disk_charts",
+    metadata,
+    Column("job_id", String(255), ForeignKey("backup_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("disk_index", Integer(), primary_key=True),
+    Column("chart_data", JSON(), nullable=False),
 )
 
 # The job sheet's table, same columns and index names.

@@ -15,6 +15,7 @@ from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 
 __all__ = [
     "END_DISKS",
+    "END_MACHINE",
     "LOCK_DISKS",
     "LOCK_JOBS",
     "MIRROR",
@@ -24,6 +25,7 @@ __all__ = [
     "CommitPlan",
     "Outcome",
     "StateChange",
+    "machine_end",
     "placeholders",
     "plan_commit",
     "plan_disks",
@@ -77,7 +79,7 @@ class Outcome(NamedTuple):
 _US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', {})"
 LOCK_JOBS = (
     f"SELECT id, status, {_US.format('started_at')}, {_US.format('last_telemetry_at')}, "
-    f"{_US.format('last_snapshot_at')} FROM backup_jobs WHERE id IN ({{}}) ORDER BY id FOR UPDATE"
+    f"{_US.format('last_snapshot_at')}, vm_name FROM backup_jobs WHERE id IN ({{}}) ORDER BY id FOR UPDATE"
 )
 """Locks the commit's job rows, in primary-key order (two commits on the same jobs cannot deadlock)."""
 WRITE_JOBS = (
@@ -115,6 +117,23 @@ WRITE_DISKS = (
     "last_telemetry_at = VALUES(last_telemetry_at), last_snapshot_at = VALUES(last_snapshot_at)"
 )
 END_DISKS = "UPDATE backup_disks SET status = %s WHERE job_id = %s AND status IN ('pending', 'running')"
+END_MACHINE = (
+    "UPDATE machines SET successful = successful + %s, failed = failed + %s, cancelled = cancelled + %s, "
+    "protected_bytes = protected_bytes + %s, last_success_at = CASE WHEN %s IS NULL THEN last_success_at "
+    "WHEN last_success_at IS NULL OR last_success_at < %s THEN %s ELSE last_success_at END WHERE vm_name = %s"
+)
+"""A job of this machine ended: count it by outcome; a completed one is its newest success, maybe."""
+
+
+def machine_end(vm_name: str, status: str, bytes_transferred: int, completed_at: str | None) -> tuple:
+    """END_MACHINE's parameters for one ended job (`completed_at` as DATETIME text)."""
+    success = completed_at if status == "completed" else None
+    return (
+        int(status == "completed"), int(status == "failed"), int(status == "cancelled"),
+        bytes_transferred if status == "completed" else 0, success, success, success, vm_name,
+    )  # fmt: skip
+
+
 MIRROR = (
     "INSERT INTO job_telemetry_snapshots (job_id, job_type, timestamp, bytes_transferred, total_bytes, "
     "transfer_speed_bps, progress_percent, current_phase, disk_index, worker_count) "
@@ -156,15 +175,20 @@ class CommitPlan:
     mirror: list[tuple] = field(default_factory=list)
     ended: list[tuple[str, str]] = field(default_factory=list)
     """(status, job_id) of the jobs this commit ends: their active disks end with them."""
+    machine_ends: list[tuple] = field(default_factory=list)
+    """END_MACHINE parameters of the jobs this commit ends, in machine order (locks in one order)."""
 
 
 class _JobPlan:
     """The new values of one locked job row, decided from the changes of one commit."""
 
-    __slots__ = ("job_id", "status", "started_us", "state_us", "snapshot_us", "started", "state", "ended", "touch")
+    __slots__ = (
+        "job_id", "vm_name", "status", "started_us", "state_us", "snapshot_us", "started", "state", "ended", "touch"
+    )  # fmt: skip
 
     def __init__(self, row: Sequence) -> None:
-        self.job_id, status, self.started_us, self.state_us, self.snapshot_us = row
+        self.job_id, status, self.started_us, self.state_us, self.snapshot_us = row[:5]
+        self.vm_name = row[5] if len(row) > 5 else None
         self.status = "running" if status == "pending" else status
         self.touch = status == "pending"
         self.started = False
@@ -263,11 +287,17 @@ def plan_commit(changes: Sequence[StateChange], rows: dict[str, Sequence], inter
                 plan.disk_changes.append(c)
         if job.ended is not None:
             plan.ended.append((job.status, job_id))
+            if job.vm_name is not None:
+                end = job.ended
+                plan.machine_ends.append(
+                    machine_end(job.vm_name, end.status, end.bytes_transferred, _moment(end.at_us))
+                )
         if job.state is not None:
             plan.writes.append(job.row(job.snapshot_us != snapshot_before))
         elif job.touch:
             snapshot = _moment(job.snapshot_us) if job.snapshot_us != snapshot_before else None
             plan.touches.append((job.status, _moment(job.started_us) if job.started else None, snapshot, job_id))
+    plan.machine_ends.sort(key=lambda end: end[-1])
     return plan
 
 

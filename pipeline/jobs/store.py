@@ -15,15 +15,16 @@ from typing import Any
 
 from asyncmy.errors import OperationalError as AsyncOperationalError
 from asyncmy.pool import Pool
-from sqlalchemy import Connection, Engine, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.clock import utc_now
-from pipeline.db.tables import backup_disks, backup_jobs, job_telemetry_snapshots, machines
+from pipeline.db.tables import backup_disks, backup_jobs, job_disk_charts, job_telemetry_snapshots, machines
 from pipeline.ingest.models import CreateBackup, server_job_id
 from pipeline.jobs.state import (
     END_DISKS,
+    END_MACHINE,
     LOCK_DISKS,
     LOCK_JOBS,
     MIRROR,
@@ -53,6 +54,7 @@ __all__ = [
 _DEADLOCK, _LOCK_WAIT_TIMEOUT = 1213, 1205
 _CONNECTION_LOST = (2006, 2013)
 _APPLY_ATTEMPTS = 4
+
 log = logging.getLogger(__name__)
 
 
@@ -135,14 +137,29 @@ class JobStore:
             "repository_id": body.repository_id,
             "created_at": now,
             "updated_at": now,
+            "total_jobs": 1,
+            "last_job_id": job_id,
+            "last_job_at": now,
         }
         stmt = mysql_insert(machines).values(values)
+        m, new = machines.c, stmt.inserted
         # Known details are kept when a later job does not repeat them.
-        keep = {
-            name: func.coalesce(stmt.inserted[name], machines.c[name])
+        keep = [
+            (name, func.coalesce(new[name], m[name]))
             for name in ("cpu_count", "memory_mb", "os_type", "protection_flow", "disk_count")
-        }
-        conn.execute(stmt.on_duplicate_key_update(repository_id=stmt.inserted.repository_id, updated_at=now, **keep))
+        ]
+        newer = or_(m.last_job_at.is_(None), new.last_job_at >= m.last_job_at)
+        # A list, not keywords: MySQL applies these left to right, and last_job_id must be decided
+        # against last_job_at before that changes.
+        updates = [
+            ("repository_id", new.repository_id),
+            ("updated_at", now),
+            *keep,
+            ("total_jobs", m.total_jobs + 1),
+            ("last_job_id", case((newer, new.last_job_id), else_=m.last_job_id)),
+            ("last_job_at", case((newer, new.last_job_at), else_=m.last_job_at)),
+        ]
+        conn.execute(stmt.on_duplicate_key_update(updates))
 
     # --- telemetry state (the group commit) -------------------------------------------------------
 
@@ -194,6 +211,8 @@ class JobStore:
                     plan.mirror.extend(disk_mirror)
                 for ended in plan.ended:
                     await cur.execute(END_DISKS, ended)
+                for machine in plan.machine_ends:
+                    await cur.execute(END_MACHINE, machine)
                 if plan.mirror:
                     await cur.executemany(MIRROR, plan.mirror)
             await conn.commit()
@@ -214,17 +233,18 @@ class JobStore:
         last_seen = func.coalesce(backup_jobs.c.last_telemetry_at, backup_jobs.c.started_at, backup_jobs.c.created_at)
         message = f"telemetry timeout: no telemetry for {stale_after:.0f} s"
         with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
-            stale = [
-                row.id
-                for row in conn.execute(
-                    select(backup_jobs.c.id)
-                    .where(backup_jobs.c.status == "running", last_seen < cutoff)
-                    .order_by(backup_jobs.c.id)
-                    .with_for_update(skip_locked=True)
-                )
-            ]
+            rows = conn.execute(
+                select(backup_jobs.c.id, backup_jobs.c.vm_name)
+                .where(backup_jobs.c.status == "running", last_seen < cutoff)
+                .order_by(backup_jobs.c.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            stale = [row.id for row in rows]
             if not stale:
                 return []
+            for vm_name in sorted({row.vm_name for row in rows}):
+                failed = sum(1 for row in rows if row.vm_name == vm_name)
+                conn.exec_driver_sql(END_MACHINE, (0, failed, 0, 0, None, None, None, vm_name))
             conn.execute(
                 update(backup_jobs)
                 .where(backup_jobs.c.id.in_(stale), backup_jobs.c.status == "running")
@@ -262,6 +282,16 @@ class JobStore:
                 .with_for_update(skip_locked=True)
             ).first()
             yield None if row is None else RollupClaim(conn, row)
+
+    def set_rpo(self, vm_name: str, rpo_seconds: int | None) -> bool:
+        """Set (None: clear) a machine's own recovery-point objective; False if the machine is unknown."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(machines)
+                .where(machines.c.vm_name == vm_name)
+                .values(rpo_seconds=rpo_seconds, updated_at=utc_now())
+            )
+        return result.rowcount > 0
 
     def mark_purged(self, job_id: str) -> None:
         """The raw telemetry of a rolled-up job is gone: delete its mirror rows and say so."""
@@ -301,7 +331,13 @@ class RollupClaim:
         self.conn = conn
         self.job = row
 
-    def save(self, metrics: dict) -> None:
+    def save(self, metrics: dict, disk_charts: dict[int, list[dict]] | None = None) -> None:
+        """Commit the summary (and each disk's curve) with the claim."""
+        if disk_charts:
+            stmt = mysql_insert(job_disk_charts).values(
+                [{"job_id": self.job.id, "disk_index": d, "chart_data": c} for d, c in disk_charts.items()]
+            )
+            self.conn.execute(stmt.on_duplicate_key_update(chart_data=stmt.inserted.chart_data))
         self.conn.execute(
             update(backup_jobs)
             .where(backup_jobs.c.id == self.job.id)

@@ -98,7 +98,7 @@ class RollupJob:
                 return None
             started = time.perf_counter()
             try:
-                metrics = self._metrics(claim)
+                metrics, disk_charts = self._metrics(claim)
             except Exception as exc:
                 if is_outage(exc):
                     raise
@@ -106,7 +106,7 @@ class RollupJob:
                 if skip is not None:
                     skip.append(claim.job.id)  # retried in a later run, after its back-off
                 return False
-            claim.save(metrics)
+            claim.save(metrics, disk_charts)
         job = claim.job
         log.info(
             "rolled up %s (%s): %d points, avg %.1f MiB/s, peak %.1f MiB/s in %.0f ms",
@@ -123,7 +123,7 @@ class RollupJob:
             log.warning("rolled up %s but could not purge its raw telemetry yet: %s", job.id, exc)
         return True
 
-    def _metrics(self, claim: RollupClaim) -> dict:
+    def _metrics(self, claim: RollupClaim) -> tuple[dict, dict[int, list[dict]]]:
         job = claim.job
         common = {
             "final_status": job.status,
@@ -132,7 +132,7 @@ class RollupJob:
             "max_chart_points": self.settings.chart_max_points,
         }
         if job.started_at is None:  # no update was ever accepted: no points to read
-            return rollup_metrics(SampleColumns(), **common)
+            return rollup_metrics(SampleColumns(), **common), {}
         ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
         # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
         window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
@@ -147,7 +147,8 @@ class RollupJob:
             previous = previous_runs(claim.conn, job.vm_name, job.backup_type, job.id, job.created_at)
             extra["anomalies"] = [a.as_dict() for a in detect_anomalies(run, previous)]
             extra["anomaly_baseline_runs"] = len(previous)
-        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common)
+        curves = self.reader.disk_curves(window) if disks else {}
+        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common), curves
 
     def _record_failure(self, claim: RollupClaim, exc: Exception) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -101,6 +102,29 @@ class TelemetryReader:
             return dict.fromkeys(STAGES)
         values = series[0]["values"][0][1:]
         return {stage: None if v is None else float(v) for stage, v in zip(STAGES, values, strict=True)}
+
+    def disk_curves(self, window: JobWindow, max_points: int = 60, max_disks: int = 32) -> dict[int, list[dict]]:
+        """Each disk's speed curve in at most about `max_points` buckets (mean speed, last progress), `t` in
+        seconds from the window's start: kept beside the summary once the raw points are gone."""
+        span = (window.end_ns + window.disk_margin_ns - window.start_ns) / 1e9
+        bucket = max(1, math.ceil(span / max_points))
+        result = self.influx.query(
+            f"SELECT mean(transfer_speed_bps), last(progress_percent) FROM {self.source} {_PER_DISK} "
+            f"GROUP BY time({bucket}s), disk_index fill(none)",
+            window.bind_disks(),
+            epoch="ms",
+        )
+        start_ms = window.start_ns / 1e6
+        curves: dict[int, list[dict]] = {}
+        for series in result[0].get("series", []) if result else []:
+            disk = series.get("tags", {}).get("disk_index", "")
+            if not _DISK_INDEX.fullmatch(disk) or len(curves) >= max_disks:
+                continue
+            curves[int(disk)] = [
+                {"t": max(0, round((t - start_ms) / 1000)), "s": round(speed or 0), "p": round(float(p or 0), 2)}
+                for t, speed, p in series.get("values", [])
+            ]
+        return dict(sorted(curves.items()))
 
     def disks(self, window: JobWindow) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""

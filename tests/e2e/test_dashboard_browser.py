@@ -20,6 +20,8 @@ SOURCE_LENGTH = """(name) => {
 
 def _open_machine(page: Page, dashboard: str, vm_name: str) -> None:
     page.goto(dashboard)
+    # The table shows a page of machines (most overdue first): find this one, as an operator would.
+    page.locator("input.bk-input").fill(vm_name)
     page.locator(".slick-cell", has_text=vm_name).first.click()
     expect(page.locator(".bk-Dialog")).to_be_visible()
     for title in ("Summary", "Performance", "Analytics"):
@@ -38,14 +40,21 @@ def _chart_points(page: Page) -> int:
 def _select_job(page: Page, viewer, job_id: str) -> str:
     """Pick a job by its visible label, as an operator does; returns the label."""
     label = job_label(viewer.get(f"/backups/{job_id}").json())
-    page.locator("select.bk-input").select_option(label=label)
+    page.locator(".bk-Dialog select.bk-input").select_option(label=label)
     return label
 
 
 def test_main_page_lists_machines_and_search_filters_them(page: Page, dashboard: str, seeded: SeededMachine):
     page.goto(dashboard)
+    expect(page.locator(".slick-cell").first).to_be_visible()
+    expect(page.locator(".bk-Div", has_text=re.compile(r"Machines 1–\d+ of \d+"))).to_be_visible()
+    # Both seeded machines share the run's suffix: the API's search finds them on every page.
+    page.locator("input.bk-input").fill(seeded.vm_name.rsplit("-", 1)[1])
     expect(page.locator(".slick-cell", has_text=seeded.vm_name).first).to_be_visible()
     expect(page.locator(".slick-cell", has_text=seeded.other_vm).first).to_be_visible()
+    # The machine that never had a successful backup is out of its RPO and comes first.
+    expect(page.locator(".slick-row").first.locator(".slick-cell").first).to_have_text(seeded.other_vm)
+    expect(page.locator(".slick-row").first).to_contain_text("out of RPO")
     page.locator("input.bk-input").fill(seeded.other_vm)
     expect(page.locator(".slick-cell", has_text=seeded.vm_name)).to_have_count(0)
     expect(page.locator(".slick-cell", has_text=seeded.other_vm).first).to_be_visible()
@@ -63,6 +72,7 @@ def test_selecting_a_machine_opens_summary_and_closing_returns_to_table(
     # Four jobs in the history table (inside the dialog, not the main table).
     expect(page.locator(".bk-Dialog .slick-row")).to_have_count(4)
     page.screenshot(path=SCREENSHOTS / "tab-summary.png")
+    expect(page.locator(".kpi-rpo")).to_have_text("within RPO")
     page.locator(".bk-Dialog .bk-close").click()
     expect(page.locator(".bk-Dialog")).to_have_count(0)
     expect(page.locator(".slick-cell", has_text=seeded.vm_name).first).to_be_visible()
@@ -73,7 +83,7 @@ def test_performance_tab_shows_each_jobs_own_chart_and_figures(
 ):
     _open_machine(page, dashboard, seeded.vm_name)
     _tab(page, "Performance")
-    labels = page.locator("select.bk-input option").all_inner_texts()
+    labels = page.locator(".bk-Dialog select.bk-input option").all_inner_texts()
     assert len(labels) == 4 and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d – \w+", t) for t in labels)
     assert labels[-1].endswith("– full"), "newest first: the completed full backup was created first"
 
@@ -98,7 +108,7 @@ def test_performance_tab_shows_each_jobs_own_chart_and_figures(
     expect(page.locator(".perf-peak")).to_be_visible()
     _tab(page, "Analytics")
     _tab(page, "Performance")
-    expect(page.locator("select.bk-input option:checked")).to_have_text(label)
+    expect(page.locator(".bk-Dialog select.bk-input option:checked")).to_have_text(label)
 
 
 def test_running_job_chart_gains_points_while_page_stays(page: Page, dashboard: str, seeded: SeededMachine, viewer):
@@ -173,3 +183,12 @@ def test_api_outage_is_a_readable_message_not_a_blank_page(browser, dashboard_wi
         page.screenshot(path=SCREENSHOTS / "api-down.png")
     finally:
         context.close()
+
+
+def test_the_dialog_title_shows_a_vm_name_with_markup_characters_as_typed(page: Page, dashboard: str, agent, unique):
+    vm_name = f"db <eu> & co {unique}"
+    body = {"vm_name": vm_name, "backup_type": "full", "repository_id": "repo-dash"}
+    assert agent.post("/backups", json=body).status_code == 201
+    _open_machine(page, dashboard, vm_name)
+    expect(page.locator(".bk-Dialog")).to_contain_text(f"Machine {vm_name}")
+    expect(page.locator(".bk-Dialog")).not_to_contain_text("&lt;")

@@ -131,3 +131,32 @@ def test_stage_loads_are_validated(agent, unique, stage_load):
     job_id = _create(agent, f"stages-{unique}")
     response = agent.post(f"/telemetry/backup/{job_id}", json={**update_body(1), "stage_load": stage_load})
     assert response.status_code == 400 and "stage_load" in response.json()["detail"]
+
+
+def test_each_disk_has_its_curve_live_and_after_the_rollup(agent, viewer, scheduler_jobs, unique):
+    body = {"vm_name": f"disks-{unique}", "backup_type": "full", "repository_id": "r"}
+    body["disks"] = [{"disk_index": 0, "size_bytes": 1000}, {"disk_index": 1, "size_bytes": 3000}]
+    job_id = agent.post("/backups", json=body).json()["backup_id"]
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    for i in range(1, 11):
+        stamp = (start + timedelta(seconds=10 * i)).isoformat()
+        for disk, speed in ((0, 1_000_000), (1, 3_000_000)):
+            update = update_body(i, total=10, disk_index=disk, timestamp=stamp)
+            update["transfer_speed_bps"] = speed
+            assert agent.post(f"/telemetry/backup/{job_id}", json=update).status_code == 202
+        assert (
+            agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, total=10, timestamp=stamp)).status_code == 202
+        )
+    live = viewer.get(f"/telemetry/history/{job_id}/disks").json()
+    assert live["data_source"] == "live_snapshots"
+    assert [d["disk_index"] for d in live["disks"]] == [0, 1]
+    assert {p["s"] for p in live["disks"][1]["chart_data"]} == {3_000_000}
+    final = update_body(11, total=10, status="completed", timestamp=(start + timedelta(seconds=115)).isoformat())
+    assert agent.post(f"/telemetry/backup/{job_id}", json=final).status_code == 200
+    scheduler_jobs.roll_up()
+    kept = viewer.get(f"/telemetry/history/{job_id}/disks").json()
+    assert kept["data_source"] == "rolled_up"
+    assert [d["disk_index"] for d in kept["disks"]] == [0, 1]
+    assert 1 <= len(kept["disks"][0]["chart_data"]) <= 62
+    assert {p["s"] for p in kept["disks"][0]["chart_data"]} == {1_000_000}
+    assert viewer.get(f"/telemetry/history/no-such-{unique}/disks").status_code == 404

@@ -7,13 +7,16 @@ import math
 import pytest
 
 from dashboards.app.shaping import (
+    disk_columns,
     donut_columns,
-    filter_machines,
+    eta_text,
     format_rate,
+    history_columns,
     job_options,
     machines_columns,
     mbps,
     mmss,
+    page_text,
     performance_figures,
     phase_bands,
     speed_columns,
@@ -122,7 +125,7 @@ def test_donut_wedges_split_the_circle_by_counts_and_centre_text_is_the_rate():
     assert format_rate(75.0) == "75.0%" and format_rate(None) == "—"
 
 
-def test_machines_table_sorts_numerically_and_search_matches_every_word():
+def test_machines_table_has_numeric_columns_and_the_rpo_status():
     machines = [
         {
             "vm_name": "web-01",
@@ -130,13 +133,43 @@ def test_machines_table_sorts_numerically_and_search_matches_every_word():
             "success_rate": None,
             "total_backups": 1,
             "last_backup": {"type": "full", "job_type": "backup", "status": "running", "bytes_transferred": 2_097_152},
+            "rpo": {"rpo_seconds": 86400, "age_seconds": None, "out_of_rpo": True},
         },
-        {"vm_name": "db-01", "repository_id": "repo-b", "success_rate": 90.0, "total_backups": 3, "last_backup": {}},
+        {
+            "vm_name": "db-01",
+            "repository_id": "repo-b",
+            "success_rate": 90.0,
+            "total_backups": 3,
+            "last_backup": {},
+            "rpo": {"rpo_seconds": 43200, "age_seconds": 3 * 3600 + 600, "out_of_rpo": False},
+        },
     ]
     cols = machines_columns(machines)
     assert cols["last_size_mb"][0] == 2.0 and math.isnan(cols["last_size_mb"][1])
     assert math.isnan(cols["success_rate"][0]) and cols["success_rate"][1] == 90.0
     assert cols["last_type"] == ["full backup", ""]
-    assert [m["vm_name"] for m in filter_machines(machines, "WEB running")] == ["web-01"]
-    assert [m["vm_name"] for m in filter_machines(machines, "repo-b")] == ["db-01"]
-    assert len(filter_machines(machines, "  ")) == 2
+    assert cols["rpo_status"] == ["out of RPO", "within RPO"]
+    assert cols["rpo_age"] == ["never / 1d", "3h 10m / 12h"]
+
+
+def test_the_page_line_counts_from_one():
+    assert page_text(100, 100, 10_000) == "Machines 101–200 of 10,000"
+    assert page_text(0, 0, 0) == "No machines"
+
+
+def test_unusual_runs_are_marked_with_their_sentences():
+    cols = history_columns([{"backup_id": "a", "anomalies": [{"sentence": "took 2.4× longer than usual"}]}])
+    assert cols["flags"] == ["⚠ took 2.4× longer than usual"]
+    assert history_columns([{"backup_id": "b", "anomalies": []}])["flags"] == [""]
+
+
+def test_the_eta_line_says_when_and_how_long_or_why_not():
+    assert eta_text({"eta_seconds": 600, "eta_at": "2026-11-29T22:51:03+00:00"}) == "ETA 22:51:03 UTC (in 10m 00s)"
+    assert eta_text({"eta_seconds": None, "eta_reason": "below 5 % progress"}) == "no ETA yet (below 5 % progress)"
+
+
+def test_disk_curves_become_one_line_per_disk():
+    cols = disk_columns(
+        [{"disk_index": 0, "chart_data": [{"t": 0, "s": 1_048_576}]}, {"disk_index": 1, "chart_data": []}]
+    )
+    assert cols["label"] == ["Disk 0", "Disk 1"] and cols["ys"] == [[1.0], []]

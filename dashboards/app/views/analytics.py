@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, Div, HoverTool, Label
 from bokeh.plotting import figure
 
-from dashboards.app.shaping import donut_columns, format_bytes, format_duration, format_rate, trend_columns
+from dashboards.app.shaping import (
+    donut_columns,
+    format_bytes,
+    format_duration,
+    format_rate,
+    format_time,
+    trend_columns,
+)
 from dashboards.app.views.common import cards_html, message_html
 
 __all__ = ["AnalyticsView"]
@@ -57,7 +66,10 @@ class AnalyticsView:
         )
         self.totals = Div(text="", name="analytics-totals", sizing_mode="stretch_width")
         self.note = Div(text="", name="analytics-note")
-        self.layout = column(self.totals, self.note, row(self.donut, column(self.size_chart, self.duration_chart)))
+        self.unusual = Div(text="", name="analytics-anomalies", sizing_mode="stretch_width")
+        self.layout = column(
+            self.totals, self.note, self.unusual, row(self.donut, column(self.size_chart, self.duration_chart))
+        )
 
     def _trend(self, field: str, title: str, y_label: str, tip: str):
         chart = figure(
@@ -96,3 +108,16 @@ class AnalyticsView:
             else ""
         )
         self.trend_source.data = trend_columns(machine.get("trend") or [])
+        self.unusual.text = anomalies_html(machine.get("anomalies") or [])
+
+
+def anomalies_html(anomalies: list[dict]) -> str:
+    """The unusual runs of this machine, newest first, each with what is unusual about it (escaped)."""
+    if not anomalies:
+        return ""
+    items = "".join(
+        f"<li class='anomaly'><b>{escape(format_time(a.get('created_at')))} – {escape(str(a.get('type') or ''))}"
+        f"</b>: {escape(a['sentence'])} (score {a.get('score', 0):.1f})</li>"
+        for a in anomalies[:10]
+    )
+    return f"<div class='msg info'><b>Unusual runs</b><ul style='margin:4px 0'>{items}</ul></div>"

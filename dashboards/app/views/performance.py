@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+
 from bokeh.layouts import column, row
 from bokeh.models import Button, ColumnDataSource, CustomJS, CustomJSTickFormatter, Div, HoverTool, Select
+from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 from dashboards.app.client import ApiError, DashboardApi
 from dashboards.app.shaping import (
+    disk_columns,
+    eta_text,
     format_duration,
     job_options,
     performance_figures,
@@ -45,8 +51,9 @@ link.remove();
 class PerformanceView:
     """Shows one job at a time; `refresh()` (every REFRESH_MS) follows it while its data is live."""
 
-    def __init__(self, api: DashboardApi) -> None:
+    def __init__(self, api: DashboardApi, schedule: Callable[[Callable[[], Awaitable[None]]], None]) -> None:
         self.api = api
+        self.schedule = schedule
         self.job_id: str | None = None
         self.live = False
         self.speed = ColumnDataSource(speed_columns([]), name="speed-source")
@@ -85,10 +92,27 @@ class PerformanceView:
         self.state = Div(text="", name="perf-state", sizing_mode="stretch_width")
         self.download = Button(label="Download telemetry (CSV)", width=200, name="csv-download")
         self.download.js_on_click(CustomJS(args={"source": self.speed, "select": self.select}, code=_CSV))
-        self.select.on_change("value", lambda _attr, _old, new: self.show(new))
-        self.layout = column(row(self.select, self.download), self.figures, self.state, self.chart)
+        self.select.on_change("value", lambda _attr, _old, new: self.schedule(partial(self.show, new)))
 
-    def load(self, machine: dict) -> None:
+        # Each disk's curve of a multi-disk job, one line a disk (shown only when there are two or more).
+        self.disks = ColumnDataSource(disk_columns([]), name="disk-source")
+        self.disk_chart = figure(
+            width=860,
+            height=240,
+            title="Speed per disk",
+            x_axis_label="Elapsed time (mm:ss)",
+            y_axis_label="Speed (MB/s)",
+            tools="pan,xwheel_zoom,box_zoom,reset,save",
+            name="disk-chart",
+            visible=False,
+        )
+        self.disk_chart.multi_line("xs", "ys", color="color", legend_field="label", line_width=2, source=self.disks)
+        self.disk_chart.xaxis.formatter = CustomJSTickFormatter(code=_MMSS)
+        self.disk_chart.legend.location = "top_right"
+        self.disk_chart.x_range = self.chart.x_range  # zoom one, zoom both
+        self.layout = column(row(self.select, self.download), self.figures, self.state, self.chart, self.disk_chart)
+
+    async def load(self, machine: dict) -> None:
         """A newly opened machine: list its jobs newest first and show the newest."""
         options = job_options(machine.get("backups") or [])
         self.select.options = options
@@ -98,38 +122,52 @@ class PerformanceView:
             return
         newest = options[0][0]
         if self.select.value == newest:
-            self.show(newest)
+            await self.show(newest)
         else:
             self.select.value = newest  # the "value" callback shows it
 
-    def show(self, job_id: str) -> None:
+    async def show(self, job_id: str) -> None:
         self.job_id = job_id or None
         if not self.job_id:
             self._clear("")
             return
         try:
-            history = self.api.history(self.job_id)
+            history = await self.api.history(job_id)
+            disks = await self.api.disk_history(job_id)
         except ApiError as exc:
             self.live = False
             self._clear(message_html(str(exc), "error"))
             return
-        self._render(history, replace=True)
+        if job_id == self.job_id:  # not another job chosen meanwhile
+            self._render(history, replace=True)
+            self._render_disks(disks)
 
-    def refresh(self) -> None:
+    async def refresh(self) -> None:
         """Periodic: re-read a live job; stream new points, or switch to the rolled-up data once it exists."""
-        if not (self.live and self.job_id):
+        job_id = self.job_id
+        if not (self.live and job_id):
             return
         try:
-            history = self.api.history(self.job_id)
+            history = await self.api.history(job_id)
+            disks = await self.api.disk_history(job_id)
         except ApiError as exc:
             self.state.text = message_html(f"{exc} Retrying in {REFRESH_MS // 1000} s.", "error")
             return
-        self._render(history, replace=False)
+        if job_id == self.job_id:
+            self._render(history, replace=False)
+            self._render_disks(disks)
+
+    def _render_disks(self, answer: dict) -> None:
+        curves = answer.get("disks") or []
+        self.disks.data = disk_columns(curves, Category10_10)
+        self.disk_chart.visible = len(curves) >= 2
 
     def _clear(self, state_html: str) -> None:
         self.live = False
         self.speed.data = speed_columns([])
         self.bands.data = phase_bands([])
+        self.disks.data = disk_columns([])
+        self.disk_chart.visible = False
         self.figures.text = ""
         self.state.text = state_html
 
@@ -158,16 +196,25 @@ class PerformanceView:
             ]
         )
         progress = figures.get("progress")
+        notes = []
         if running:
             done = "" if progress is None else f" — {progress:.1f} % done"
-            text = f"Job is running{done}; the chart refreshes every {REFRESH_MS // 1000} s."
+            eta = eta_text(figures)
+            notes.append(f"Job is running{done}{'; ' + eta if eta else ''}.")
         elif self.live:
-            text = f"Job {figures['status']}; its telemetry is being rolled up (refreshing)."
+            notes.append(f"Job {figures['status']}; its telemetry is being rolled up (refreshing).")
         else:
-            text = f"Job {figures['status']}; rolled-up telemetry, {len(chart)} chart points."
+            notes.append(f"Job {figures['status']}; rolled-up telemetry, {len(chart)} chart points.")
+        if figures.get("bottleneck"):
+            kind = "now" if running else "on average"
+            notes.append(f"{figures['bottleneck']['text']} ({kind}).")
+        if figures.get("anomalies"):
+            notes.append("Unusual: " + "; ".join(figures["anomalies"]) + ".")
         if not chart:
-            text += " No speed samples were recorded."
-        self.state.text = message_html(text)
+            notes.append("No speed samples were recorded.")
+        if running:
+            notes.append(f"The chart refreshes every {REFRESH_MS // 1000} s.")
+        self.state.text = message_html(" ".join(notes))
 
 
 def _mb(value: float | None) -> str:

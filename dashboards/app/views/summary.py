@@ -7,7 +7,7 @@ from html import escape
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, DataTable, Div, NumberFormatter, TableColumn
 
-from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns
+from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns, rpo_text
 from dashboards.app.views.common import cards_html
 
 __all__ = ["SummaryView"]
@@ -30,8 +30,9 @@ class SummaryView:
                 TableColumn(field="size_mb", title="Size (MB)", formatter=number, width=100),
                 TableColumn(field="duration", title="Duration", width=100),
                 TableColumn(field="avg_speed_mbps", title="Avg speed (MB/s)", formatter=number, width=120),
+                TableColumn(field="flags", title="Unusual?", width=260),
             ],
-            width=860,
+            width=1060,
             height=260,
             index_position=None,
             name="history-table",
@@ -61,6 +62,13 @@ class SummaryView:
                 ("Success rate", format_rate(k.get("success_rate")), "kpi-rate"),
                 ("Last backup (UTC)", format_time(k.get("last_backup_at")), "kpi-last"),
                 ("Total protected", format_bytes(k.get("total_protected_bytes")), "kpi-protected"),
+                rpo_card(machine.get("rpo")),
             ]
         )
         self.source.data = history_columns(machine.get("backups") or [])
+
+
+def rpo_card(rpo: dict | None) -> tuple[str, str, str]:
+    """The RPO card: "out of RPO" or "within RPO", with the last success's age and the objective."""
+    status, age = rpo_text(rpo)
+    return (f"RPO ({age})" if age else "RPO", status or "—", "kpi-rpo")
