@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import secrets
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,35 +34,83 @@ def current_settings() -> Settings:
     return load_settings()
 
 
-def serve(settings: Settings, port: int | None = None) -> int:
-    """Run the Bokeh server on 127.0.0.1:`port` (default settings.dashboard.port) until SIGINT/SIGTERM."""
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, port: int | None = None, host: str | None = None) -> int:
+    """Run the Bokeh server on `host`:`port` (defaults from settings) until SIGINT/SIGTERM.
+
+    With operators configured (SENDENSE_DASHBOARD_USERS) every page needs a login; without, the
+    dashboard refuses to listen on anything but loopback.
+    """
     global _settings
     from bokeh.application import Application
     from bokeh.application.handlers import DirectoryHandler
     from bokeh.server.server import Server
 
+    from dashboards.auth import OperatorAuth, parse_users
+
     _settings = settings
-    port = port or settings.dashboard.port
+    dash = settings.dashboard
+    port = port or dash.port
+    host = host or dash.host
+    try:
+        users = parse_users(dash.users)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    if not users and not _is_loopback(host):
+        log.error(
+            "refusing to serve the dashboard on %s without a login: set SENDENSE_DASHBOARD_USERS (name:hash, "
+            "hashes from `sendense hash-password`), or listen on 127.0.0.1",
+            host,
+        )
+        return 2
+    login: dict = {}
+    if users:
+        secret = dash.cookie_secret
+        if not secret:
+            secret = secrets.token_urlsafe(32)
+            log.warning("SENDENSE_DASHBOARD_COOKIE_SECRET is empty: logins last until this process stops")
+        login = {
+            "auth_provider": OperatorAuth(users, secure_cookies=dash.secure_cookies),
+            "cookie_secret": secret,
+            "xsrf_cookies": True,
+        }
+    # The browser's Origin must be listed, or Bokeh refuses the websocket the page runs on.
+    origins = [f"localhost:{port}", f"127.0.0.1:{port}", f"{host}:{port}", *dash.origins]
     application = Application(DirectoryHandler(filename=str(APP_DIR)))
     try:
         server = Server(
             {"/": application},
             port=port,
-            address="127.0.0.1",
-            # The browser's Origin must be listed, or Bokeh refuses the websocket the page runs on.
-            allow_websocket_origin=[f"localhost:{port}", f"127.0.0.1:{port}"],
+            address=host,
+            allow_websocket_origin=origins,
             # The dialog's API calls are fast, but a slow API must not drop sessions mid-click.
             unused_session_lifetime_milliseconds=60_000,
+            **login,
         )
     except OSError as exc:
-        log.error("the dashboard cannot listen on 127.0.0.1:%d: %s (set SENDENSE_DASHBOARD_PORT)", port, exc)
+        log.error("the dashboard cannot listen on %s:%d: %s (set SENDENSE_DASHBOARD_PORT)", host, port, exc)
         return 1
     server.start()
     loop = asyncio.get_event_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.io_loop.stop)
-    log.info("dashboard on http://127.0.0.1:%d/ reading the API at %s", port, settings.dashboard.api_url)
-    if not settings.dashboard.token:
+    log.info(
+        "dashboard on http://%s:%d/ reading the API at %s (%s)",
+        host,
+        port,
+        dash.api_url,
+        f"login required, {len(users)} operator(s)" if users else "no login: loopback only",
+    )
+    if not dash.token:
         log.warning("SENDENSE_DASHBOARD_TOKEN is empty: the API will refuse the dashboard's requests")
     server.io_loop.start()
     server.stop()

@@ -166,7 +166,21 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
     from dashboards import serve
 
-    return serve(settings, port=args.port)
+    return serve(settings, port=args.port, host=args.host)
+
+
+def cmd_hash_password(_settings: Settings, args: argparse.Namespace) -> int:
+    """Print `name:hash` for SENDENSE_DASHBOARD_USERS; the password is read from stdin or prompted for."""
+    import getpass
+
+    from dashboards.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    if len(password) < 8:
+        log.error("a password of at least 8 characters, please")
+        return 2
+    print(f"{args.user}:{hash_password(password)}")
+    return 0
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -289,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
     dash = sub.add_parser("dashboard", help="run the operators' dashboard (Bokeh server)")
     dash.add_argument("--port", type=int)
+    dash.add_argument("--host", help="address to listen on (default SENDENSE_DASHBOARD_HOST, 127.0.0.1)")
     dash.set_defaults(func=cmd_dashboard)
+    hasher = sub.add_parser("hash-password", help="hash an operator's password for SENDENSE_DASHBOARD_USERS")
+    hasher.add_argument("user", help="the operator's user name")
+    hasher.set_defaults(func=cmd_hash_password)
     demo = sub.add_parser("demo", help="migrate, then run API, scheduler, dashboard and simulator")
     demo.add_argument("--concurrency", type=int, default=6)
     demo.add_argument(

@@ -178,6 +178,18 @@ class DashboardSettings:
     """Where the dashboard finds the API."""
     token: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_TOKEN", ""))
     """Viewer token the dashboard sends to the API."""
+    host: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_HOST", "127.0.0.1"))
+    """Address the dashboard listens on; anything but loopback requires SENDENSE_DASHBOARD_USERS."""
+    origins: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DASHBOARD_ORIGINS"))
+    """Extra host[:port] values browsers may open the dashboard's websocket from (e.g. behind nginx)."""
+    users: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DASHBOARD_USERS"))
+    """Operators who may log in: `name:hash` pairs, hashes made by `sendense hash-password`."""
+    cookie_secret: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_COOKIE_SECRET", ""))
+    """Key signing the login cookie (empty: a new one at each start, which logs everyone out)."""
+    secure_cookies: bool = field(
+        default_factory=lambda: _env("SENDENSE_DASHBOARD_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+    )
+    """Send the login cookie over HTTPS only (set it when the dashboard is served through TLS)."""
 
 
 @dataclass(frozen=True)

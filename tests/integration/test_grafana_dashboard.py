@@ -46,7 +46,7 @@ DATASOURCE = yaml.safe_load((PROJECT_DIR / "infra/grafana/provisioning/datasourc
 MIN_INTERVAL = DATASOURCE["datasources"][0]["jsonData"]["timeInterval"]
 QUERIES = panel_queries(DASHBOARD)
 RUNNING_PANELS = {"Running jobs", "Progress of running jobs", "Live transfer speed per job",
-                  "Aggregate throughput per repository"}  # fmt: skip
+                  "Aggregate throughput per repository", "Bottleneck of running jobs (stage load)"}  # fmt: skip
 HISTORY_PANELS = {"Average and peak speed per job", "Finished jobs by status",
                   "Duration trend per VM (completed jobs)", "Recent finished jobs"}  # fmt: skip
 
@@ -141,7 +141,9 @@ def fleet(api: str, stack, settings) -> Iterator[Fleet]:
         for vm_name, repository in ((fleet.vm_sql, fleet.repo_a), (fleet.vm_files, fleet.repo_b)):
             job_id = _create(client, vm_name, repository, disks=[{"disk_index": 0, "size_bytes": 10_000}])
             start = now - timedelta(minutes=9)
-            _stream(client, job_id, start, 8, speed=80_000_000)
+            # Agents that report stage loads: a slow repository makes target write the busiest.
+            loads = {"source_read": 35.0, "processing": 20.0, "network": 45.0, "target_write": 88.0}
+            _stream(client, job_id, start, 8, speed=80_000_000, stage_load=loads)
             # Per-disk points too: panels must count each job once, from its job-level points.
             _stream(client, job_id, start, 8, speed=30_000_000, disk_index=0)
             fleet.running[vm_name] = job_id
@@ -281,6 +283,9 @@ def test_panels_show_what_the_pipeline_recorded(fleet, influx, settings):
     assert speed_jobs == set(fleet.running.values())
     throughput = {s["tags"]["repository_id"] for s in answers["Aggregate throughput per repository"]}
     assert throughput == {fleet.repo_a, fleet.repo_b}
+    loads = _rows(answers["Bottleneck of running jobs (stage load)"])
+    assert {row["job_id"] for row in loads} == set(fleet.running.values())
+    assert all(row["target write"] == 88.0 and row["network"] == 45.0 for row in loads)
 
     per_job = _rows(answers["Average and peak speed per job"])
     assert len(per_job) == len(finished), "one point per finished job"
