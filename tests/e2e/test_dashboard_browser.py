@@ -192,3 +192,27 @@ def test_the_dialog_title_shows_a_vm_name_with_markup_characters_as_typed(page: 
     _open_machine(page, dashboard, vm_name)
     expect(page.locator(".bk-Dialog")).to_contain_text(f"Machine {vm_name}")
     expect(page.locator(".bk-Dialog")).not_to_contain_text("&lt;")
+
+
+DISK_CHART = """() => {
+  const m = Bokeh.documents[0].get_model_by_name('disk-source');
+  const labels = m.data instanceof Map ? m.data.get('label') : m.data.label;
+  const chart = Bokeh.documents[0].get_model_by_name('disk-chart');
+  return chart.visible && labels.length === 2 ? labels.join(',') : '';
+}"""
+
+
+def test_a_multi_disk_job_shows_one_speed_curve_per_disk(page: Page, dashboard: str, agent, unique):
+    vm_name = f"two-disks-{unique}"
+    body = {"vm_name": vm_name, "backup_type": "full", "repository_id": "repo-dash"}
+    body["disks"] = [{"disk_index": 0, "size_bytes": 1000}, {"disk_index": 1, "size_bytes": 1000}]
+    job_id = agent.post("/backups", json=body).json()["backup_id"]
+    for i in range(1, 6):
+        for disk in (0, 1):
+            assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, disk_index=disk)).status_code == 202
+        assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i)).status_code == 202
+    _open_machine(page, dashboard, vm_name)
+    _tab(page, "Performance")
+    page.wait_for_function(DISK_CHART)
+    assert page.evaluate(DISK_CHART) == "Disk 0,Disk 1"
+    page.screenshot(path=SCREENSHOTS / "tab-performance-disks.png")
