@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Router
+from litestar import Litestar, Response, Router, get
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
@@ -21,12 +21,20 @@ from pipeline.db.engine import create_async_pool, create_db_engine
 from pipeline.history import TelemetryHistory
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.jobs.store import JobStore
+from pipeline.metrics import render
 from pipeline.settings import Settings, load_settings
 from pipeline.tsdb.influx import AsyncInflux
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("sendense.api")
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition of this API process (of every worker, with several on one port)."""
+    body, content_type = render()
+    return Response(body, media_type=content_type)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -70,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[DefineMiddleware(BearerAuth, settings=settings.api)],
     )
     app = Litestar(
-        route_handlers=[v1],
+        route_handlers=[v1, metrics],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         # Routes that take more say so (the batch endpoint); everything else is far below this.

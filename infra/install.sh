@@ -3,7 +3,7 @@
 # both servers, and a virtualenv (.venv) with the project and its test tools. Safe to run again.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-apt_install influxdb influxdb-client mariadb-server mariadb-client nginx curl chromium fonts-dejavu-core
+apt_install influxdb influxdb-client mariadb-server mariadb-client nginx prometheus curl chromium fonts-dejavu-core
 PYTHON=${PYTHON:-python3}
 if [ ! -x "$PROJECT_DIR/.venv/bin/python" ]; then
   log "creating virtualenv $PROJECT_DIR/.venv"

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,14 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         server,
         workers,
     )
+    if workers > 1:
+        # Several workers on one port: each writes its metrics to files here and a scrape of any of
+        # them adds all up (prometheus_client's multi-process mode). Emptied first: stale files of
+        # an earlier run would be added too.
+        metrics_dir = Path(os.environ.get("SENDENSE_STATE_DIR", PROJECT_DIR / ".state")) / f"metrics-api-{port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
@@ -101,6 +110,14 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
 
     scheduler, jobs = build_scheduler(settings)
     s = settings.scheduler
+    if s.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(s.metrics_port, addr=s.metrics_host, registry=jobs.metrics.registry)
+            log.info("scheduler metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
+        except OSError as exc:  # another scheduler on this host has the port: this one runs without
+            log.warning("no metrics from this scheduler: port %d is taken (%s)", s.metrics_port, exc)
     log.info(
         "scheduler: rollup every %.0f s, purge every %.0f s, reaper every %.0f s (stale after %.0f s)",
         s.rollup_interval,

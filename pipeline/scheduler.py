@@ -9,6 +9,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from pipeline.db.engine import create_db_engine
 from pipeline.jobs.store import JobStore
+from pipeline.jobs.views import rollup_backlog
+from pipeline.metrics import SchedulerMetrics
 from pipeline.outages import describe_outage, is_outage
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
@@ -30,6 +32,7 @@ class SchedulerJobs:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = SchedulerMetrics()
         self.engine = create_db_engine(settings.mysql, pool_size=2)
         self.store = JobStore(self.engine)
         self.influx = SyncInflux(settings.influx)
@@ -39,20 +42,42 @@ class SchedulerJobs:
             TelemetryReader(self.influx, settings.influx.raw_rp),
             self.purger,
             settings.scheduler,
+            on_rollup=self._observe_rollup,
         )
+
+    def _observe_rollup(self, seconds: float, rolled_up: bool) -> None:
+        self.metrics.rollups.labels("rolled_up" if rolled_up else "failed").inc()
+        if rolled_up:
+            self.metrics.rollup_seconds.observe(seconds)
+
+    def _backlog(self) -> None:
+        counts = rollup_backlog(self.engine)
+        self.metrics.jobs_running.set(counts["running"])
+        self.metrics.jobs_waiting.set(counts["waiting"])
+        self.metrics.jobs_set_aside.set(counts["failed"])
+        self.metrics.purge_backlog.set(counts["purge_backlog"])
 
     def _guard(self, name: str, func, empty):
         try:
-            return func()
+            result = func()
         except Exception as exc:
             if is_outage(exc):
                 log.warning("%s run stopped by an outage, next run retries: %s", name, describe_outage(exc))
+                self.metrics.ran(name, "outage")
             else:
                 log.exception("%s run failed", name)
+                self.metrics.ran(name, "error")
             return empty
+        self.metrics.ran(name, "ok")
+        return result
 
     def roll_up(self) -> RollupRun:
-        run = self._guard("rollup", self.rollup.run_once, RollupRun())
+        def run_and_count() -> RollupRun:
+            run = self.rollup.run_once()
+            self._backlog()
+            return run
+
+        run = self._guard("rollup", run_and_count, RollupRun())
         if run.stopped_by:
             log.warning("rollup run stopped by an outage after %d jobs: %s", run.rolled_up, run.stopped_by)
         return run

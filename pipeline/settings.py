@@ -166,6 +166,10 @@ class SchedulerSettings:
     """Longest wait between two rollup attempts of one job."""
     chart_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_CHART_MAX_POINTS", 100))
     """Most points kept in `performance_metrics.chart_data`."""
+    metrics_port: int = field(default_factory=lambda: _env_int("SENDENSE_SCHEDULER_METRICS_PORT", 9108))
+    """Port of the scheduler's Prometheus metrics (0: none). A second scheduler on the host runs without."""
+    metrics_host: str = field(default_factory=lambda: _env("SENDENSE_SCHEDULER_METRICS_HOST", "127.0.0.1"))
+    """Address of the scheduler's metrics."""
 
 
 @dataclass(frozen=True)

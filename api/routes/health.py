@@ -7,36 +7,16 @@ from litestar import Controller, Response, get
 from litestar.datastructures import State
 from sqlalchemy import Engine, text
 
+from pipeline.jobs.views import rollup_backlog
+
 __all__ = ["HealthController"]
-
-# One query: how many finished jobs wait for their rollup, are being retried, or were set aside.
-_ROLLUP_BACKLOG = text(
-    "SELECT "
-    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN ('completed', 'failed', 'cancelled') "
-    "   AND rolled_up_at IS NULL AND rollup_failed_at IS NULL) AS waiting, "
-    "(SELECT COUNT(*) FROM backup_jobs WHERE rollup_failed_at IS NOT NULL) AS failed, "
-    "(SELECT COUNT(*) FROM backup_jobs WHERE rolled_up_at IS NOT NULL AND purged_at IS NULL) AS purge_backlog"
-)
-_FAILED_JOBS = text(
-    "SELECT id, rollup_attempts, rollup_last_error FROM backup_jobs WHERE rollup_failed_at IS NOT NULL "
-    "ORDER BY rollup_failed_at DESC LIMIT 5"
-)
-
 
 def _rollup_state(engine: Engine) -> dict:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-        counts = conn.execute(_ROLLUP_BACKLOG).one()
-        failed = [
-            {"job_id": r.id, "attempts": r.rollup_attempts, "last_error": (r.rollup_last_error or "")[:300]}
-            for r in conn.execute(_FAILED_JOBS)
-        ]
-    return {
-        "waiting": int(counts.waiting),
-        "failed": int(counts.failed),
-        "purge_backlog": int(counts.purge_backlog),
-        "recently_failed": failed,
-    }
+    backlog = rollup_backlog(engine)
+    backlog.pop("running")
+    return backlog
 
 
 class HealthController(Controller):

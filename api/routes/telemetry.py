@@ -8,12 +8,13 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
 from api.errors import bad_request, decode_strict
 from pipeline.ingest.models import JOB_ID_PATTERN, BatchBody, BatchUpdate, LooseBatchBody, TelemetryUpdate
 from pipeline.jobs.vocabulary import JOB_TYPES
+from pipeline.metrics import UPDATES
 
 __all__ = ["TelemetryController"]
 
@@ -102,6 +103,10 @@ class TelemetryController(Controller):
             raise bad_request(f"job_type: expected one of {', '.join(sorted(JOB_TYPES))}, got {job_type!r}")
         if not _job_id.match(job_id):
             raise bad_request(f"job_id: expected letters, digits, '.', '_', '-' (1-255 characters), got {job_id!r}")
-        data = decode_strict(await request.body(), _update_decoder)
+        try:
+            data = decode_strict(await request.body(), _update_decoder)
+        except ValidationException:
+            UPDATES.labels("invalid").inc()
+            raise
         result = await request.app.state.ingest.submit(job_type, job_id, data)
         return Response(result.body, status_code=result.status)

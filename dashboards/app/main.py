@@ -71,8 +71,9 @@ async def open_machine(vm_name: str) -> None:
 
 
 def on_row_selected(_attr: str, _old: list[int], new: list[int]) -> None:
-    if new:
-        doc.add_next_tick_callback(partial(open_machine, machines.vm_at(new[0])))
+    vm_name = machines.vm_at(new[0]) if new else None
+    if vm_name is not None:
+        doc.add_next_tick_callback(partial(open_machine, vm_name))
 
 
 def on_dialog_visible(_attr: str, _old: bool, new: bool) -> None:

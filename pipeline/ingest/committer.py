@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipeline.jobs.store import JobStore, Outcome, StateChange
+from pipeline.metrics import INFLUX_ERRORS, INFLUX_WRITE_SECONDS, MYSQL_COMMIT_SECONDS, MYSQL_ERRORS, QUEUED_UPDATES
 from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 from pipeline.settings import IngestSettings
 from pipeline.tsdb.influx import AsyncInflux, InfluxError
@@ -103,6 +104,7 @@ class GroupCommitter:
         submission.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(submission)
         self._queued_updates += len(changes)
+        QUEUED_UPDATES.inc(len(changes))
         self._wake.set()
         # Shielded: a client that disconnects does not cancel a commit its update already joined.
         return await asyncio.shield(submission.future)
@@ -138,6 +140,7 @@ class GroupCommitter:
             batch.append(submission)
             count += len(submission.changes)
         self._queued_updates -= count
+        QUEUED_UPDATES.dec(count)
         return batch
 
     async def _commit(self, batch: list[_Submission]) -> None:
@@ -164,15 +167,25 @@ class GroupCommitter:
         lines = [line for s in batch for line in s.lines]
         step = self.settings.commit_max_points
         started = time.perf_counter()
-        for start in range(0, len(lines), step):
-            async with asyncio.timeout(self.settings.commit_timeout):
-                await self.influx.write("\n".join(lines[start : start + step]), rp=self.rp)
-            self.stats.points_written += min(step, len(lines) - start)
+        try:
+            for start in range(0, len(lines), step):
+                async with asyncio.timeout(self.settings.commit_timeout):
+                    await self.influx.write("\n".join(lines[start : start + step]), rp=self.rp)
+                self.stats.points_written += min(step, len(lines) - start)
+        except Exception:
+            INFLUX_ERRORS.inc()
+            raise
         written = time.perf_counter()
         self.stats.influx_seconds.append(written - started)
+        INFLUX_WRITE_SECONDS.observe(written - started)
         changes = [c for s in batch for c in s.changes]
-        outcomes = await self.store.apply(changes, self.settings.snapshot_interval)
+        try:
+            outcomes = await self.store.apply(changes, self.settings.snapshot_interval)
+        except Exception:
+            MYSQL_ERRORS.inc()
+            raise
         self.stats.mysql_seconds.append(time.perf_counter() - written)
+        MYSQL_COMMIT_SECONDS.observe(time.perf_counter() - written)
         return outcomes
 
     def _fail(self, batch: list[_Submission], exc: Exception) -> None:

@@ -11,12 +11,17 @@ from pipeline.ingest.models import BatchUpdate, TelemetryUpdate
 from pipeline.ingest.registry import JobEntry, JobRegistry
 from pipeline.jobs.store import JobStore, Outcome, StateChange
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
+from pipeline.metrics import ACK_SECONDS, UPDATES
 from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 from pipeline.settings import Settings
 from pipeline.tsdb.encoding import telemetry_line
 from pipeline.tsdb.influx import AsyncInflux
 
 __all__ = ["IngestError", "IngestResult", "TelemetryIngest"]
+
+
+# Refusals by HTTP status, as the sendense_updates counter labels them.
+_REFUSALS = {400: "invalid", 404: "unknown_job", 409: "finished", 503: "unavailable"}
 
 
 class IngestError(Exception):
@@ -146,13 +151,21 @@ class TelemetryIngest:
 
     async def submit(self, job_type: str, job_id: str, update: TelemetryUpdate) -> IngestResult:
         """One update: 202 (running) or 200 (terminal) once durable; IngestError otherwise."""
-        entry = await self.entry(job_type, job_id)
-        line, change = self.prepare(entry, update, self._receive_ns())
+        started = time.perf_counter()
         try:
-            [outcome] = await self.committer.commit([line], [change])
-        except StoreUnavailable as exc:
-            raise IngestError(503, exc.detail, retry_after=exc.retry_after) from exc
-        return self._answer(entry, change, outcome)
+            entry = await self.entry(job_type, job_id)
+            line, change = self.prepare(entry, update, self._receive_ns())
+            try:
+                [outcome] = await self.committer.commit([line], [change])
+            except StoreUnavailable as exc:
+                raise IngestError(503, exc.detail, retry_after=exc.retry_after) from exc
+            result = self._answer(entry, change, outcome)
+        except IngestError as exc:
+            UPDATES.labels(_REFUSALS.get(exc.status, str(exc.status))).inc()
+            raise
+        UPDATES.labels("terminal" if result.status == 200 else "accepted").inc()
+        ACK_SECONDS.observe(time.perf_counter() - started)
+        return result
 
     async def submit_batch(self, items: list[BatchUpdate]) -> dict:
         """Many updates in one group commit; each refused item is reported with its index."""
@@ -183,9 +196,12 @@ class TelemetryIngest:
                 raise IngestError(503, exc.detail, retry_after=exc.retry_after) from exc
             for (index, entry), change, outcome in zip(entries, changes, outcomes, strict=True):
                 try:
-                    self._answer(entry, change, outcome)
+                    result = self._answer(entry, change, outcome)
                     accepted += 1
+                    UPDATES.labels("terminal" if result.status == 200 else "accepted").inc()
                 except IngestError as exc:
                     rejected.append({"index": index, "status": exc.status, "detail": exc.detail})
         rejected.sort(key=lambda r: r["index"])
+        for refusal in rejected:
+            UPDATES.labels(_REFUSALS.get(refusal["status"], str(refusal["status"]))).inc()
         return {"accepted": accepted, "rejected": rejected}

@@ -7,13 +7,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, func, select
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select, text
 
 from pipeline.clock import aware
 from pipeline.db.tables import backup_disks, backup_jobs
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 
-__all__ = ["anomalies_of", "duration_seconds", "get_job", "job_view", "list_jobs", "rollup_view"]
+__all__ = ["rollup_backlog", "anomalies_of", "duration_seconds", "get_job", "job_view", "list_jobs", "rollup_view"]
 
 MAX_LIST = 1000
 
@@ -156,3 +156,35 @@ def list_jobs(
         disks = _disks_by_job(conn, [r.id for r in rows])
     now = datetime.now(UTC).replace(tzinfo=None)
     return {"backups": [job_view(r, disks.get(r.id, []), now) for r in rows], "total": total}
+
+
+# One query: jobs running, finished jobs waiting for their rollup, set aside, and purges not finished.
+_BACKLOG = text(
+    "SELECT "
+    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN ('pending', 'running')) AS running, "
+    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN ('completed', 'failed', 'cancelled') "
+    "   AND rolled_up_at IS NULL AND rollup_failed_at IS NULL) AS waiting, "
+    "(SELECT COUNT(*) FROM backup_jobs WHERE rollup_failed_at IS NOT NULL) AS failed, "
+    "(SELECT COUNT(*) FROM backup_jobs WHERE rolled_up_at IS NOT NULL AND purged_at IS NULL) AS purge_backlog"
+)
+_FAILED_JOBS = text(
+    "SELECT id, rollup_attempts, rollup_last_error FROM backup_jobs WHERE rollup_failed_at IS NOT NULL "
+    "ORDER BY rollup_failed_at DESC LIMIT 5"
+)
+
+
+def rollup_backlog(engine: Engine) -> dict:
+    """Counts of running jobs and of the rollup's backlog, and the jobs set aside most recently."""
+    with engine.connect() as conn:
+        counts = conn.execute(_BACKLOG).one()
+        failed = [
+            {"job_id": r.id, "attempts": r.rollup_attempts, "last_error": (r.rollup_last_error or "")[:300]}
+            for r in conn.execute(_FAILED_JOBS)
+        ]
+    return {
+        "running": int(counts.running),
+        "waiting": int(counts.waiting),
+        "failed": int(counts.failed),
+        "purge_backlog": int(counts.purge_backlog),
+        "recently_failed": failed,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,8 +63,14 @@ class RollupJob:
     """
 
     def __init__(
-        self, store: JobStore, reader: TelemetryReader, purger: TelemetryPurger, settings: SchedulerSettings
+        self,
+        store: JobStore,
+        reader: TelemetryReader,
+        purger: TelemetryPurger,
+        settings: SchedulerSettings,
+        on_rollup: Callable[[float, bool], None] | None = None,
     ) -> None:
+        self.on_rollup = on_rollup or (lambda _seconds, _rolled_up: None)
         self.store = store
         self.reader = reader
         self.purger = purger
@@ -105,6 +112,7 @@ class RollupJob:
                 self._record_failure(claim, exc)
                 if skip is not None:
                     skip.append(claim.job.id)  # retried in a later run, after its back-off
+                self.on_rollup(time.perf_counter() - started, False)
                 return False
             claim.save(metrics, disk_charts)
         job = claim.job
@@ -121,6 +129,7 @@ class RollupJob:
             self.purger.purge(job, metrics)
         except Exception as exc:  # the purge job retries; the summary is safe
             log.warning("rolled up %s but could not purge its raw telemetry yet: %s", job.id, exc)
+        self.on_rollup(time.perf_counter() - started, True)
         return True
 
     def _metrics(self, claim: RollupClaim) -> tuple[dict, dict[int, list[dict]]]:

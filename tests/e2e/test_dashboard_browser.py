@@ -20,8 +20,10 @@ SOURCE_LENGTH = """(name) => {
 
 def _open_machine(page: Page, dashboard: str, vm_name: str) -> None:
     page.goto(dashboard)
-    # The table shows a page of machines (most overdue first): find this one, as an operator would.
+    # The table shows a page of machines (most overdue first): find this one, as an operator would,
+    # and wait for the search's answer before clicking (a click on the page before would be stale).
     page.locator("input.bk-input").fill(vm_name)
+    expect(page.locator(".bk-Div", has_text="Machines 1–1 of 1")).to_be_visible()
     page.locator(".slick-cell", has_text=vm_name).first.click()
     expect(page.locator(".bk-Dialog")).to_be_visible()
     for title in ("Summary", "Performance", "Analytics"):

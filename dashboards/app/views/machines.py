@@ -126,5 +126,7 @@ class MachinesView:
         self.previous.disabled = self.offset == 0
         self.next.disabled = self.offset + len(rows) >= self.total
 
-    def vm_at(self, index: int) -> str:
-        return self.source.data["vm_name"][index]
+    def vm_at(self, index: int) -> str | None:
+        """The VM on row `index` of the page shown, or None when the page changed under the click."""
+        names = self.source.data["vm_name"]
+        return names[index] if 0 <= index < len(names) else None

@@ -1,0 +1,101 @@
+"""Prometheus metrics of the pipeline: what the API acknowledges and how fast, what the stores cost,
+and what the scheduler has done. Names are `sendense_*`; the scrape config is in docs/metrics.md.
+
+The API serves them at `GET /metrics`; with several granian workers on one port
+(PROMETHEUS_MULTIPROC_DIR set by `sendense api --workers N`) each worker writes its own files and a
+scrape adds them up. The scheduler serves its own on SENDENSE_SCHEDULER_METRICS_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = [
+    "ACK_SECONDS",
+    "CONTENT_TYPE_LATEST",
+    "INFLUX_ERRORS",
+    "INFLUX_WRITE_SECONDS",
+    "MYSQL_COMMIT_SECONDS",
+    "MYSQL_ERRORS",
+    "QUEUED_UPDATES",
+    "UPDATES",
+    "SchedulerMetrics",
+    "render",
+]
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+UPDATES = Counter(
+    "sendense_updates",
+    "Telemetry updates answered, by outcome: accepted (202), terminal (200), or the refusal's reason",
+    ["outcome"],
+)
+ACK_SECONDS = Histogram(
+    "sendense_ack_seconds", "Time from an update's arrival to its durable acknowledgement", buckets=_LATENCY
+)
+INFLUX_WRITE_SECONDS = Histogram(
+    "sendense_influx_write_seconds", "InfluxDB write of one group commit's points", buckets=_LATENCY
+)
+INFLUX_ERRORS = Counter("sendense_influx_write_errors", "Group commits whose InfluxDB write failed")
+MYSQL_COMMIT_SECONDS = Histogram(
+    "sendense_mysql_commit_seconds", "MySQL transaction of one group commit (lock, read status, write state)",
+    buckets=_LATENCY,
+)  # fmt: skip
+MYSQL_ERRORS = Counter("sendense_mysql_commit_errors", "Group commits whose MySQL transaction failed")
+QUEUED_UPDATES = Gauge(
+    "sendense_commit_queue_updates", "Updates waiting for a group commit in this process", multiprocess_mode="livesum"
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of this process (or of every worker, in multi-process mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class SchedulerMetrics:
+    """The scheduler's metrics, in a registry of its own (served by prometheus_client's HTTP server)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rollup_seconds = Histogram(
+            "sendense_rollup_seconds", "Rollup of one job (read, compute, commit, purge)", registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+        )  # fmt: skip
+        self.rollups = Counter("sendense_rollups", "Rollups, by result: rolled_up or failed", ["result"], registry=r)
+        self.runs = Counter(
+            "sendense_scheduler_runs", "Scheduler runs, by job and result", ["job", "result"], registry=r
+        )
+        self.jobs_running = Gauge("sendense_jobs_running", "Jobs pending or running", registry=r)
+        self.jobs_waiting = Gauge("sendense_jobs_waiting_rollup", "Finished jobs not rolled up yet", registry=r)
+        self.jobs_set_aside = Gauge(
+            "sendense_jobs_rollup_failed", "Jobs set aside after too many failed rollups", registry=r
+        )
+        self.purge_backlog = Gauge(
+            "sendense_purge_backlog", "Rolled-up jobs whose raw telemetry is not purged yet", registry=r
+        )
+        self._last_run: dict[str, float] = {}
+        self.last_run_age = Gauge(
+            "sendense_scheduler_last_run_age_seconds", "Seconds since each job last ran to its end", ["job"], registry=r
+        )
+        for job in ("rollup", "purge", "reaper"):
+            self.last_run_age.labels(job).set_function(self._age(job))
+
+    def _age(self, job: str) -> Callable[[], float]:
+        started = time.time()
+        return lambda: time.time() - self._last_run.get(job, started)
+
+    def ran(self, job: str, result: str) -> None:
+        self._last_run[job] = time.time()
+        self.runs.labels(job, result).inc()
