@@ -20,5 +20,13 @@ export SENDENSE_DASHBOARD_TOKEN SENDENSE_STATE_DIR=$STATE_DIR
 export SENDENSE_INFLUX_URL=${SENDENSE_INFLUX_URL:-http://127.0.0.1:$INFLUX_PORT}
 export SENDENSE_MYSQL_URL=${SENDENSE_MYSQL_URL:-mysql+pymysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MYSQL_PORT/$MYSQL_DATABASE?charset=utf8mb4}
 bash "$INFRA_DIR/influxdb.sh" start
+if [ -f "$STATE_DIR/influxdb/users.env" ]; then
+  # Authentication is on (SENDENSE_INFLUX_HOST not loopback, or SENDENSE_INFLUX_AUTH=on): the pipeline
+  # writes as sendense_writer, migrates as admin; Grafana reads as grafana (docs/grafana.md).
+  source "$STATE_DIR/influxdb/users.env"
+  export SENDENSE_INFLUX_USER=sendense_writer SENDENSE_INFLUX_PASSWORD=$INFLUX_WRITER_PASSWORD
+  export SENDENSE_INFLUX_ADMIN_USER=admin SENDENSE_INFLUX_ADMIN_PASSWORD=$INFLUX_ADMIN_PASSWORD
+  log "InfluxDB users and passwords: $STATE_DIR/influxdb/users.env (Grafana: user grafana)"
+fi
 bash "$INFRA_DIR/mariadb.sh" start
 exec "$PROJECT_DIR/.venv/bin/sendense" demo "$@"

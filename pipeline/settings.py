@@ -57,6 +57,11 @@ class InfluxSettings:
     """v1 user name (empty: no authentication)."""
     password: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_PASSWORD", ""))
     """v1 password."""
+    admin_username: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_ADMIN_USER", ""))
+    """v1 admin user for `sendense migrate` (creating the database and its policies needs one); empty:
+    the user above."""
+    admin_password: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_ADMIN_PASSWORD", ""))
+    """Its password."""
     token: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_TOKEN", ""))
     """InfluxDB 2.x/3.x token for the v1-compatibility endpoints (sent as `Authorization: Token`)."""
     raw_rp: str = field(default_factory=lambda: _env("SENDENSE_INFLUX_RAW_RP", "raw_telemetry"))

@@ -50,10 +50,13 @@ class _Requests:
         self.base = settings.url.rstrip("/")
         self.headers: dict[str, str] = {}
         self.auth: dict[str, str] = {}
+        # v1 credentials go as HTTP basic authentication: InfluxDB 1.x does not read `u`/`p` from a
+        # POSTed form (statements that change things are POSTed), and passwords stay out of URLs.
+        self.basic_auth: httpx.BasicAuth | None = None
         if settings.token:
             self.headers["Authorization"] = f"Token {settings.token}"
         elif settings.username:
-            self.auth = {"u": settings.username, "p": settings.password}
+            self.basic_auth = httpx.BasicAuth(settings.username, settings.password)
 
     def write_params(self, rp: str | None) -> dict[str, str]:
         params = {"db": self.settings.database, "precision": "ns", **self.auth}
@@ -104,7 +107,9 @@ class SyncInflux(_Requests):
 
     def __init__(self, settings: InfluxSettings) -> None:
         super().__init__(settings)
-        self.http = httpx.Client(base_url=self.base, timeout=settings.timeout, headers=self.headers)
+        self.http = httpx.Client(
+            base_url=self.base, timeout=settings.timeout, headers=self.headers, auth=self.basic_auth
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -165,6 +170,7 @@ class AsyncInflux(_Requests):
             base_url=self.base,
             timeout=settings.timeout,
             headers=self.headers,
+            auth=self.basic_auth,
             limits=httpx.Limits(max_connections=max_connections),
         )
 

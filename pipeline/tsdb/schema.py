@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pipeline.settings import InfluxSettings
 from pipeline.tsdb.influx import SyncInflux, quote_ident, validate_duration
 
@@ -14,6 +16,10 @@ def ensure_influx_schema(settings: InfluxSettings) -> list[str]:
     Existing policies are altered to the configured durations, so changing a setting and running
     `sendense migrate` again applies it. Returns what was done, for the log.
     """
+    if settings.admin_username:
+        # Databases and retention policies are an administrator's to create; the pipeline's own user
+        # (ALL on the database) writes, reads and drops series only.
+        settings = dataclasses.replace(settings, username=settings.admin_username, password=settings.admin_password)
     client = SyncInflux(settings)
     try:
         db = quote_ident(settings.database)
