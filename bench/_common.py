@@ -25,7 +25,7 @@ PROJECT_DIR = BENCH_DIR.parent
 if str(PROJECT_DIR) not in sys.path:  # `python bench/x.py` puts bench/ first, not the project
     sys.path.insert(0, str(PROJECT_DIR))
 
-from pipeline.devstack import DevStack  # noqa: E402
+from tests.support.devstack import DevStack  # noqa: E402
 
 STATE_DIR = PROJECT_DIR / ".state-bench"
 INFLUX_PORT = 28086

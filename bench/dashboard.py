@@ -30,7 +30,7 @@ from _common import (
     table,
 )
 
-from pipeline.devstack import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - _common puts the project on sys.path
+from tests.support.devstack import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - _common puts the project on sys.path
 
 __all__ = ["main"]
 

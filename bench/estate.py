@@ -29,7 +29,7 @@ import httpx
 from dashboard import BARE_APP, BARE_DASHBOARD_PORT, DASHBOARD_PORT, wait_http
 from sqlalchemy import text
 
-from pipeline.devstack import CHROMIUM, CHROMIUM_ARGS
+from tests.support.devstack import CHROMIUM, CHROMIUM_ARGS
 
 # What GET /machines ran before the counters (pipeline/machines.py at 0f9f651): every job grouped.
 OLD_FLOWS = """

@@ -29,6 +29,10 @@ def _setup_logging(level: str = "INFO") -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
+def _state_dir(settings: Settings) -> Path:
+    return PROJECT_DIR / settings.runtime.state_dir  # an absolute state_dir stays as it is
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -64,7 +68,7 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         # Several workers on one port: each writes its metrics to files here and a scrape of any of
         # them adds all up (prometheus_client's multi-process mode). Emptied first: stale files of
         # an earlier run would be added too.
-        metrics_dir = Path(os.environ.get("SENDENSE_STATE_DIR", PROJECT_DIR / ".state")) / f"metrics-api-{port}"
+        metrics_dir = _state_dir(settings) / f"metrics-api-{port}"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -200,13 +204,30 @@ def cmd_hash_password(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def wait_until_live(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `proc` (the server) exits first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[-1] if proc.args else 'the server'} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, then run API, scheduler, dashboard and simulator as child processes until Ctrl-C."""
     if cmd_migrate(settings, args) != 0:
         return 1
     exe = [sys.executable, "-m", "pipeline.cli"]
     children: list[tuple[str, subprocess.Popen]] = []
-    logs = Path(os.environ.get("SENDENSE_STATE_DIR", PROJECT_DIR / ".state")) / "logs"
+    logs = _state_dir(settings) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     def spawn(name: str, *extra: str) -> None:
@@ -214,8 +235,6 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         # Own sessions: Ctrl-C reaches only this supervisor, which stops the children in order.
         proc = subprocess.Popen([*exe, *extra], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         children.append((name, proc))
-
-    from pipeline.devstack import wait_until_live
 
     processes = max(1, args.api_processes)
     # One API process listens on the API port itself; N of them listen on the next N ports, and
@@ -295,7 +314,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sendense", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("SENDENSE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides SENDENSE_LOG_LEVEL",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     api = sub.add_parser("api", help="run the HTTP API")
     api.add_argument("--host")
@@ -336,12 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level.upper())
     try:
         settings = load_settings()
     except ValueError as exc:
+        _setup_logging("INFO")
         log.error("%s", exc)
         return 2
+    _setup_logging((args.log_level or settings.runtime.log_level).upper())
     return int(args.func(settings, args) or 0)
 
 

@@ -17,8 +17,9 @@ from pipeline.insight.baseline import RunBaselines
 from pipeline.insight.bottleneck import bottleneck
 from pipeline.insight.eta import estimate_eta
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
-from pipeline.tsdb.encoding import STAGES, TELEMETRY
-from pipeline.tsdb.influx import AsyncInflux, InfluxError, quote_ident
+from pipeline.tsdb import queries
+from pipeline.tsdb.encoding import STAGES
+from pipeline.tsdb.influx import AsyncInflux, InfluxError
 
 __all__ = ["LIVE_CHART_POINTS", "TelemetryHistory"]
 
@@ -43,7 +44,7 @@ class TelemetryHistory:
         # A rolled-up answer never changes (the summary is written once), so it is kept in memory.
         self._rolled_up: OrderedDict[str, dict] = OrderedDict()
         self.cache_size = cache_size
-        self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
+        self.source = queries.source(influx.settings.database, raw_rp)
 
     def _job(self, job_id: str):
         with self.engine.connect() as conn:
@@ -139,11 +140,7 @@ class TelemetryHistory:
         end_ns = time.time_ns() + _AHEAD_NS
         bucket = max(1, math.ceil((end_ns - start_ns) / 1e9 / LIVE_DISK_POINTS))
         result = await self.influx.query(
-            f"SELECT mean(transfer_speed_bps), last(progress_percent) FROM {self.source} "
-            "WHERE job_id = $job_id AND time >= $start AND time <= $end AND disk_index != '' "
-            f"GROUP BY time({bucket}s), disk_index fill(none)",
-            {"job_id": job_id, "start": start_ns, "end": end_ns},
-            epoch="ms",
+            *queries.disk_curves(self.source, job_id, start_ns, end_ns, bucket), epoch="ms"
         )
         disks = []
         for series in result[0].get("series", []) if result else []:
@@ -198,16 +195,8 @@ class TelemetryHistory:
 
     async def _chart_from_influx(self, job_id: str, start_ns: int) -> tuple[list[dict], str, float | None, dict]:
         # Bounded by the job's window, like the rollup's reads (see pipeline/rollup/reader.py).
-        where = "WHERE job_id = $job_id AND time >= $start AND time <= $end AND disk_index = ''"
-        bind = {"job_id": job_id, "start": start_ns, "end": time.time_ns() + _AHEAD_NS}
-        stats = await self.influx.query(
-            f"SELECT count(transfer_speed_bps) FROM {self.source} {where}; "
-            f"SELECT first(transfer_speed_bps) FROM {self.source} {where}; "
-            f"SELECT last(transfer_speed_bps) FROM {self.source} {where}; "
-            f"SELECT {', '.join(f'last(load_{stage})' for stage in STAGES)} FROM {self.source} {where}",
-            bind,
-            epoch="ms",
-        )
+        end_ns = time.time_ns() + _AHEAD_NS
+        stats = await self.influx.query(*queries.chart_bounds(self.source, job_id, start_ns, end_ns), epoch="ms")
         values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
         load_series = stats[3].get("series") if len(stats) > 3 else None
         loads = dict(zip(STAGES, load_series[0]["values"][0][1:], strict=True)) if load_series else {}
@@ -216,16 +205,13 @@ class TelemetryHistory:
             return [], "influxdb", None, {}
         first_ms, last_ms = int(values[1][0]), int(values[2][0])
         if count <= LIVE_CHART_POINTS:
-            query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {where}"
+            query = queries.chart_points(self.source, job_id, start_ns, end_ns)
         else:
             # Long jobs: InfluxDB aggregates into at most LIVE_CHART_POINTS buckets (a few ms for a day of points).
             # Buckets align to the epoch, not to the first point, so a span can touch one more bucket.
             bucket_s = max(1, math.ceil((last_ms - first_ms) / 1000 / (LIVE_CHART_POINTS - 1)))
-            query = (
-                f"SELECT mean(transfer_speed_bps), last(progress_percent), last(current_phase) FROM {self.source} "
-                f"{where} AND time >= {first_ms}ms AND time <= {last_ms}ms GROUP BY time({bucket_s}s) fill(none)"
-            )
-        result = await self.influx.query(query, bind, epoch="ms")
+            query = queries.chart_buckets(self.source, job_id, start_ns, end_ns, first_ms, last_ms, bucket_s)
+        result = await self.influx.query(*query, epoch="ms")
         rows = result[0].get("series", [{}])[0].get("values", []) if result else []
         chart = [
             {

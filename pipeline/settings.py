@@ -11,6 +11,7 @@ __all__ = [
     "IngestSettings",
     "InfluxSettings",
     "MySQLSettings",
+    "RuntimeSettings",
     "SchedulerSettings",
     "Settings",
     "load_settings",
@@ -202,6 +203,20 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class RuntimeSettings:
+    """Where the processes keep their files, and how much they say."""
+
+    state_dir: str = field(default_factory=lambda: _env("SENDENSE_STATE_DIR", ".state"))
+    """Directory of logs, metric files and the infra scripts' servers (relative: to the project)."""
+    log_level: str = field(default_factory=lambda: _env("SENDENSE_LOG_LEVEL", "INFO"))
+    """Python logging level of every `sendense` command (DEBUG, INFO, WARNING, ERROR)."""
+
+    def __post_init__(self) -> None:
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"environment variable SENDENSE_LOG_LEVEL={self.log_level!r} is not a logging level")
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, read once from the environment."""
 
@@ -211,6 +226,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 
 def load_settings() -> Settings:

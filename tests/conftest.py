@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.devstack import PROJECT_DIR, DevStack
+from tests.support.devstack import PROJECT_DIR, DevStack
 
 OUTPUT_DIR = Path(os.environ.get("SENDENSE_TEST_OUTPUT", PROJECT_DIR / "test-output"))
 

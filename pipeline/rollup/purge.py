@@ -10,8 +10,9 @@ from sqlalchemy import Row
 from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs
 from pipeline.jobs.store import JobStore
-from pipeline.tsdb.encoding import TELEMETRY, encode_summary
-from pipeline.tsdb.influx import SyncInflux, quote_ident
+from pipeline.tsdb import queries
+from pipeline.tsdb.encoding import encode_summary
+from pipeline.tsdb.influx import SyncInflux
 
 __all__ = ["PURGE_COLUMNS", "TelemetryPurger", "summary_line"]
 
@@ -70,7 +71,7 @@ class TelemetryPurger:
         metrics = metrics if metrics is not None else (job.performance_metrics or {})
         self.influx.write(summary_line(job, metrics), rp=self.summary_rp)
         # DROP SERIES also removes the series from the index, so per-job cardinality does not pile up.
-        self.influx.query(f"DROP SERIES FROM {quote_ident(TELEMETRY)} WHERE job_id = $job_id", {"job_id": job.id})
+        self.influx.query(*queries.drop_series(job.id))
         self.store.mark_purged(job.id)
 
     def retry_unfinished(self, limit: int = 500) -> int:
@@ -86,7 +87,7 @@ class TelemetryPurger:
         `SHOW SERIES`, not `SHOW TAG VALUES`: on InfluxDB 1.6 the latter keeps listing the values of
         series already dropped, which made every sweep drop the same jobs again, forever.
         """
-        result = self.influx.query(f"SHOW SERIES FROM {quote_ident(TELEMETRY)}")
+        result = self.influx.query(*queries.show_series())
         ids = set()
         for r in result:
             for s in r.get("series", []):
@@ -103,5 +104,5 @@ class TelemetryPurger:
         done = self.store.purged_among(sorted(self.live_job_ids()))
         for job_id in done:
             log.info("dropping leftover series of rolled-up job %s", job_id)
-            self.influx.query(f"DROP SERIES FROM {quote_ident(TELEMETRY)} WHERE job_id = $job_id", {"job_id": job_id})
+            self.influx.query(*queries.drop_series(job_id))
         return done

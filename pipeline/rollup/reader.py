@@ -9,18 +9,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.rollup.metrics import DiskSummary, JobTotals, SampleColumns
-from pipeline.tsdb.encoding import STAGES, TELEMETRY
-from pipeline.tsdb.influx import SyncInflux, quote_ident
+from pipeline.tsdb import queries
+from pipeline.tsdb.encoding import STAGES
+from pipeline.tsdb.influx import SyncInflux
 
 __all__ = ["JobWindow", "TelemetryReader"]
 
 _DISK_INDEX = re.compile(r"[0-9]{1,3}")
-# Every query is bounded by the job's time window: InfluxDB then opens only the shards of those days,
-# and a field of the wrong type written into another day's shard (by another writer) cannot change
-# the type InfluxDB answers this job's fields with.
-_WINDOW = "job_id = $job_id AND time >= $start AND time <= $end"
-_JOB_LEVEL = f"WHERE {_WINDOW} AND disk_index = ''"
-_PER_DISK = f"WHERE {_WINDOW} AND disk_index != ''"
+# Every query is bounded by the job's time window (pipeline/tsdb/queries.py): InfluxDB then opens only
+# the shards of those days, and a field of the wrong type written into another day's shard (by another
+# writer) cannot change the type InfluxDB answers this job's fields with.
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +35,13 @@ class JobWindow:
     end_ns: int
     disk_margin_ns: int = 0
 
-    def bind(self) -> dict[str, object]:
-        return {"job_id": self.job_id, "start": self.start_ns, "end": self.end_ns}
-
-    def bind_disks(self) -> dict[str, object]:
-        return {"job_id": self.job_id, "start": self.start_ns, "end": self.end_ns + self.disk_margin_ns}
-
 
 class TelemetryReader:
     """Job-level samples and per-disk aggregates of one job; values are bound parameters."""
 
     def __init__(self, influx: SyncInflux, raw_rp: str) -> None:
         self.influx = influx
-        self.source = f"{quote_ident(influx.settings.database)}.{quote_ident(raw_rp)}.{quote_ident(TELEMETRY)}"
+        self.source = queries.source(influx.settings.database, raw_rp)
 
     def samples(self, window: JobWindow, chunk_size: int = 50_000) -> SampleColumns:
         """Every job-level point's time, speed, progress and phase, in time order, streamed in chunks.
@@ -58,8 +50,8 @@ class TelemetryReader:
         selected. Bytes and worker counts come from `totals`, aggregated by InfluxDB.
         """
         columns = SampleColumns()
-        query = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {self.source} {_JOB_LEVEL}"
-        for series in self.influx.query_chunks(query, window.bind(), epoch="ms", chunk_size=chunk_size):
+        query = queries.job_samples(self.source, window.job_id, window.start_ns, window.end_ns)
+        for series in self.influx.query_chunks(query.text, query.params, epoch="ms", chunk_size=chunk_size):
             rows = series.get("values") or []
             if not rows:
                 continue
@@ -83,10 +75,7 @@ class TelemetryReader:
 
     def totals(self, window: JobWindow) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""
-        result = self.influx.query(
-            f"SELECT last(bytes_transferred), last(total_bytes), max(worker_count) FROM {self.source} {_JOB_LEVEL}",
-            window.bind(),
-        )
+        result = self.influx.query(*queries.job_totals(self.source, window.job_id, window.start_ns, window.end_ns))
         series = result[0].get("series") if result else None
         if not series:
             return JobTotals()
@@ -95,8 +84,7 @@ class TelemetryReader:
 
     def stage_loads(self, window: JobWindow) -> dict[str, float | None]:
         """Each stage's mean load over the job's job-level points (None for a stage never reported)."""
-        fields = ", ".join(f"mean(load_{stage})" for stage in STAGES)
-        result = self.influx.query(f"SELECT {fields} FROM {self.source} {_JOB_LEVEL}", window.bind())
+        result = self.influx.query(*queries.stage_means(self.source, window.job_id, window.start_ns, window.end_ns))
         series = result[0].get("series") if result else None
         if not series:
             return dict.fromkeys(STAGES)
@@ -108,11 +96,9 @@ class TelemetryReader:
         seconds from the window's start: kept beside the summary once the raw points are gone."""
         span = (window.end_ns + window.disk_margin_ns - window.start_ns) / 1e9
         bucket = max(1, math.ceil(span / max_points))
+        end = window.end_ns + window.disk_margin_ns
         result = self.influx.query(
-            f"SELECT mean(transfer_speed_bps), last(progress_percent) FROM {self.source} {_PER_DISK} "
-            f"GROUP BY time({bucket}s), disk_index fill(none)",
-            window.bind_disks(),
-            epoch="ms",
+            *queries.disk_curves(self.source, window.job_id, window.start_ns, end, bucket), epoch="ms"
         )
         start_ms = window.start_ns / 1e6
         curves: dict[int, list[dict]] = {}
@@ -128,16 +114,8 @@ class TelemetryReader:
 
     def disks(self, window: JobWindow) -> list[DiskSummary]:
         """Per-disk summaries computed by InfluxDB: counts, peaks, bytes and a time-weighted average."""
-        bind = window.bind_disks()
-        results = self.influx.query(
-            f"SELECT count(transfer_speed_bps), max(transfer_speed_bps), last(bytes_transferred), "
-            f"last(total_bytes) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "
-            f"SELECT integral(transfer_speed_bps, 1s) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "
-            f"SELECT first(transfer_speed_bps) FROM {self.source} {_PER_DISK} GROUP BY disk_index; "
-            f"SELECT last(transfer_speed_bps) FROM {self.source} {_PER_DISK} GROUP BY disk_index",
-            bind,
-            epoch="ms",
-        )
+        end = window.end_ns + window.disk_margin_ns
+        results = self.influx.query(*queries.disk_stats(self.source, window.job_id, window.start_ns, end), epoch="ms")
 
         def by_disk(result: dict) -> dict[int, list]:
             return {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.settings import InfluxSettings
-from pipeline.tsdb.influx import SyncInflux, quote_ident, validate_duration
+from pipeline.tsdb import queries
+from pipeline.tsdb.influx import SyncInflux
 
 __all__ = ["ensure_influx_schema"]
 
@@ -22,11 +23,10 @@ def ensure_influx_schema(settings: InfluxSettings) -> list[str]:
         settings = dataclasses.replace(settings, username=settings.admin_username, password=settings.admin_password)
     client = SyncInflux(settings)
     try:
-        db = quote_ident(settings.database)
-        client.query(f"CREATE DATABASE {db}", db=False)
+        client.query(*queries.create_database(settings.database), db=False)
         existing = {
             row[0]
-            for result in client.query(f"SHOW RETENTION POLICIES ON {db}", db=False)
+            for result in client.query(*queries.show_retention_policies(settings.database), db=False)
             for series in result.get("series", [])
             for row in series.get("values", [])
         }
@@ -35,13 +35,11 @@ def ensure_influx_schema(settings: InfluxSettings) -> list[str]:
             (settings.raw_rp, settings.raw_retention, True),
             (settings.summary_rp, settings.summary_retention, False),
         ):
-            verb = "ALTER" if name in existing else "CREATE"
-            statement = (
-                f"{verb} RETENTION POLICY {quote_ident(name)} ON {db} "
-                f"DURATION {validate_duration(duration)} REPLICATION 1{' DEFAULT' if default else ''}"
+            statement = queries.retention_policy(
+                settings.database, name, duration, default=default, exists=name in existing
             )
-            client.query(statement, db=False)
-            action = "altered" if verb == "ALTER" else "created"
+            client.query(*statement, db=False)
+            action = "altered" if name in existing else "created"
             done.append(f"{action} retention policy {name} ({duration}{', default' if default else ''})")
         return done
     finally:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from pipeline.devstack import CHROMIUM, CHROMIUM_ARGS, DevStack, wait_until_live
 from tests.conftest import OUTPUT_DIR
+from tests.support.devstack import CHROMIUM, CHROMIUM_ARGS, DevStack, wait_until_live
 from tests.support.probes import update_body
 
 DASHBOARD_PORT = int(os.environ.get("SENDENSE_TEST_DASHBOARD_PORT", "15006"))

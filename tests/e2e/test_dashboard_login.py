@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from dashboards.auth import hash_password, verify_password
-from pipeline.devstack import DevStack, wait_until_live
 from tests.conftest import OUTPUT_DIR
 from tests.e2e.conftest import DASHBOARD_PORT
+from tests.support.devstack import DevStack, wait_until_live
 
 PASSWORD = "correct horse battery"
 LOGIN_PORT = DASHBOARD_PORT + 2

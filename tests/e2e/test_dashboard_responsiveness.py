@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Page, expect
 
-from pipeline.devstack import DevStack
 from tests.e2e.conftest import DASHBOARD_PORT, _start_dashboard
+from tests.support.devstack import DevStack
 
 SLOW_SECONDS = 6.0
 MACHINE = {

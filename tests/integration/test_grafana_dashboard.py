@@ -21,10 +21,10 @@ import httpx
 import pytest
 import yaml
 
-from pipeline.devstack import PROJECT_DIR
 from pipeline.scheduler import SchedulerJobs
 from pipeline.tsdb.influx import SyncInflux, quote_ident
 from pipeline.tsdb.schema import ensure_influx_schema
+from tests.support.devstack import PROJECT_DIR
 from tests.support.grafana import (
     ALL,
     Mode,

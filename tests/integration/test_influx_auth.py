@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.devstack import PROJECT_DIR, DevStack
 from pipeline.settings import InfluxSettings
 from pipeline.tsdb.influx import InfluxError, SyncInflux
 from pipeline.tsdb.schema import ensure_influx_schema
 from tests.conftest import OUTPUT_DIR
 from tests.integration.test_grafana_dashboard import DASHBOARD, MIN_INTERVAL
+from tests.support.devstack import PROJECT_DIR, DevStack
 from tests.support.grafana import (
     ALL,
     TimeRange,

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from pipeline.devstack import DevStack
 from tests.conftest import OUTPUT_DIR
+from tests.support.devstack import DevStack
 from tests.support.probes import count_points, update_body
 
 IDLE_CONNECTIONS = 2000

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.devstack import PROJECT_DIR, DevStack
 from tests.conftest import OUTPUT_DIR
+from tests.support.devstack import PROJECT_DIR, DevStack
 from tests.support.probes import update_body, wait_for
 
 SCHEDULER_METRICS_PORT = 19108

@@ -7,7 +7,7 @@ import sys
 
 from sqlalchemy import inspect
 
-from pipeline.devstack import PROJECT_DIR
+from tests.support.devstack import PROJECT_DIR
 
 
 def _alembic(*args: str) -> subprocess.CompletedProcess:

@@ -27,8 +27,8 @@ import httpx
 from sqlalchemy import bindparam, select
 
 from pipeline.db.tables import backup_jobs
-from pipeline.devstack import DevStack, wait_until_live
 from pipeline.tsdb.influx import SyncInflux
+from tests.support.devstack import DevStack, wait_until_live
 
 __all__ = [
     "Agent",

@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from pipeline.devstack import PROJECT_DIR
 from pipeline.settings import InfluxSettings
+from tests.support.devstack import PROJECT_DIR
 from tests.support.grafana import (
     ALL,
     TemplateVariable,

@@ -1,4 +1,5 @@
-"""DevStack: starts the project's own InfluxDB, MariaDB and API processes for tests and benchmarks."""
+"""DevStack: starts the project's own InfluxDB, MariaDB and API processes for tests and benchmarks (test support,
+not part of the product: the product's processes are started by infra/*.sh and `sendense demo`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from pipeline.cli import wait_until_live
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DevStack", "PROJECT_DIR", "wait_until_live"]
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 # Debian's Chromium, headless, for the browser tests and the dashboard benchmark. Without the
 # background-networking flags it keeps trying hosts this machine cannot reach.
@@ -28,21 +28,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-
-
-def wait_until_live(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll `url` until it answers 200; fail early if `proc` (the server) exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[-1] if proc.args else 'the server'} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""InfluxQL lives in pipeline/tsdb/queries.py only, and no value reaches its text: values are bound."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.tsdb import queries
+
+PROJECT = Path(__file__).resolve().parents[2]
+# Tokens only InfluxQL has (SQL shares SELECT and FROM): time buckets, bound $parameters, series DDL.
+INFLUXQL = re.compile(r"GROUP BY time\(|\$job_id|\$start\b|SHOW SERIES|DROP SERIES|RETENTION POLICY|fill\(none\)")
+
+
+def test_no_influxql_outside_the_tsdb_package():
+    offenders = []
+    for path in [*PROJECT.glob("pipeline/**/*.py"), *PROJECT.glob("api/**/*.py"), *PROJECT.glob("dashboards/**/*.py")]:
+        if "tsdb" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            stripped = line.strip()
+            if INFLUXQL.search(line) and not stripped.startswith("#") and "`" not in stripped:
+                offenders.append(f"{path.relative_to(PROJECT)}:{number}: {stripped}")
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda job: queries.job_samples('"db"."rp"."m"', job, 1, 2),
+        lambda job: queries.job_totals('"db"."rp"."m"', job, 1, 2),
+        lambda job: queries.stage_means('"db"."rp"."m"', job, 1, 2),
+        lambda job: queries.disk_curves('"db"."rp"."m"', job, 1, 2, 60),
+        lambda job: queries.disk_stats('"db"."rp"."m"', job, 1, 2),
+        lambda job: queries.chart_bounds('"db"."rp"."m"', job, 1, 2),
+        lambda job: queries.chart_buckets('"db"."rp"."m"', job, 1, 2, 1000, 2000, 5),
+        lambda job: queries.drop_series(job),
+    ],
+)
+def test_a_job_id_is_a_bound_parameter_never_text(build):
+    hostile = "x' OR 1=1; DROP MEASUREMENT job_telemetry; --"
+    query = build(hostile)
+    assert hostile not in query.text and query.params["job_id"] == hostile
+
+
+def test_identifiers_are_quoted_and_durations_checked():
+    assert queries.source('my "db"', "rp") == '"my \\"db\\""."rp"."job_telemetry"'
+    assert queries.retention_policy("sendense", "raw", "30d", default=True, exists=False).text == (
+        'CREATE RETENTION POLICY "raw" ON "sendense" DURATION 30d REPLICATION 1 DEFAULT'
+    )
+    with pytest.raises(ValueError):
+        queries.retention_policy("sendense", "raw", "30d; DROP DATABASE sendense", default=False, exists=True)
