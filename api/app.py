@@ -6,26 +6,29 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from litestar import Litestar, Response, Router, get
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
+from sqlalchemy import Engine
 
 from api.auth import BearerAuth
 from api.errors import EXCEPTION_HANDLERS
+from api.openapi import openapi_config, use_msgspec_schemas
 from api.routes.backups import BackupController
 from api.routes.health import HealthController
 from api.routes.machines import MachineController
 from api.routes.telemetry import TelemetryController
 from pipeline.db.engine import create_async_pool, create_db_engine
-from pipeline.history import TelemetryHistory
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.jobs.store import JobStore
 from pipeline.metrics import render
+from pipeline.read.history import TelemetryHistory
 from pipeline.settings import Settings, load_settings
 from pipeline.tsdb.influx import AsyncInflux
 
-__all__ = ["create_app"]
+__all__ = ["Services", "create_app"]
 
 log = logging.getLogger("sendense.api")
 
@@ -37,9 +40,28 @@ async def metrics() -> Response:
     return Response(body, media_type=content_type)
 
 
+@dataclass
+class Services:
+    """What the handlers use, created by the app's lifespan and handed over as Litestar dependencies."""
+
+    settings: Settings
+    engine: Engine | None = None
+    influx: AsyncInflux | None = None
+    store: JobStore | None = None
+    ingest: TelemetryIngest | None = None
+    history: TelemetryHistory | None = None
+
+    def dependencies(self) -> dict[str, Provide]:
+        def provider(name: str) -> Provide:
+            return Provide(lambda: getattr(self, name), sync_to_thread=False)
+
+        return {name: provider(name) for name in ("settings", "engine", "influx", "store", "ingest", "history")}
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the API. Nothing connects until the app starts (its lifespan opens and closes the stores)."""
     settings = settings or load_settings()
+    services = Services(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -48,11 +70,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         influx = AsyncInflux(settings.influx)
         store = JobStore(engine, pool)
         ingest = TelemetryIngest(settings, store, influx)
-        app.state.engine = engine
-        app.state.influx = influx
-        app.state.store = store
-        app.state.ingest = ingest
-        app.state.history = TelemetryHistory(engine, influx, settings.influx.raw_rp)
+        services.engine, services.influx, services.store, services.ingest = engine, influx, store, ingest
+        services.history = TelemetryHistory(engine, influx, settings.influx.raw_rp)
         if not settings.api.auth_enabled:
             log.warning(
                 "no SENDENSE_AGENT_TOKENS or SENDENSE_VIEWER_TOKENS configured: serving without "
@@ -76,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/api/v1",
         route_handlers=[BackupController, TelemetryController, MachineController, HealthController],
         middleware=[DefineMiddleware(BearerAuth, settings=settings.api)],
+        dependencies=services.dependencies(),
     )
     app = Litestar(
         route_handlers=[v1, metrics],
@@ -83,15 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # Routes that take more say so (the batch endpoint); everything else is far below this.
         request_max_body_size=1024 * 1024,
-        openapi_config=OpenAPIConfig(
-            title="Sendense Telemetry API",
-            version="1.0.0",
-            description=(
-                "Backup-job telemetry: agents post updates, operators read jobs, machines and history. "
-                "Bearer tokens: agent tokens read and write, viewer tokens only read."
-            ),
-            path="/api/v1/schema",
-        ),
+        openapi_config=openapi_config(),
     )
-    app.state.settings = settings
+    use_msgspec_schemas(app)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
@@ -27,15 +27,32 @@ def bad_request(detail: str) -> ValidationException:
 def decode_strict(raw: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     """Decode a body strictly: "12" is not an int, unknown fields are refused, bounds apply.
 
-    Litestar's own `data` parsing converts leniently, so bodies are decoded here instead. Bodies
-    nested deeper than msgspec allows are malformed JSON like any other (400), not a crash.
+    Litestar's own `data` parsing converts leniently, so bodies are decoded here instead. One leniency
+    JSON Schema itself grants is kept: a number with an integral value (`1.0`, `1e9`) is an integer.
+    Bodies nested deeper than msgspec allows are malformed JSON like any other (400), not a crash.
     """
     try:
-        return decoder.decode(raw)
+        try:
+            return decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            # Rare, so off the fast path: integral floats become ints, then the same strict rules apply.
+            return msgspec.convert(_integral(msgspec.json.decode(raw)), decoder.type, strict=True)
     except msgspec.ValidationError as exc:
         raise bad_request(str(exc)) from exc
     except (msgspec.DecodeError, RecursionError) as exc:
         raise bad_request(f"body is not valid JSON: {exc}") from exc
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= 2**63 else value
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> Response:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 import _common as c
 import httpx
 
-from pipeline.history import LIVE_CHART_POINTS
+from pipeline.read.history import LIVE_CHART_POINTS
 
 
 def write_points(job_id: str, vm_name: str, points: int, interval_s: int, end: datetime) -> tuple[int, int]:

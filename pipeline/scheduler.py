@@ -9,9 +9,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from pipeline.db.engine import create_db_engine
 from pipeline.jobs.store import JobStore
-from pipeline.jobs.views import rollup_backlog
 from pipeline.metrics import SchedulerMetrics
 from pipeline.outages import describe_outage, is_outage
+from pipeline.read.jobs import rollup_backlog
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
 from pipeline.rollup.reader import TelemetryReader

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from anyio import to_thread
 from litestar import Controller, Response, get
-from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
 from sqlalchemy import Engine, text
 
-from pipeline.jobs.views import rollup_backlog
+from api.schemas import Liveness, Readiness, to_body
+from pipeline.ingest.service import TelemetryIngest
+from pipeline.read.jobs import rollup_backlog
+from pipeline.tsdb.influx import AsyncInflux
 
 __all__ = ["HealthController"]
+
 
 def _rollup_state(engine: Engine) -> dict:
     with engine.connect() as conn:
@@ -22,28 +26,33 @@ def _rollup_state(engine: Engine) -> dict:
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]
+    security = [{}]  # open: load balancers and orchestrators probe without a token
 
-    @get("/live")
-    async def live(self) -> dict:
+    @get("/live", operation_id="live")
+    async def live(self) -> Liveness:
         """The process is up."""
-        return {"status": "ok"}
+        return Liveness("ok")
 
-    @get("/ready")
-    async def ready(self, state: State) -> Response:
+    @get(
+        "/ready",
+        operation_id="ready",
+        responses={503: ResponseSpec(Readiness, description="A store does not answer; `checks` say which.")},
+    )
+    async def ready(self, engine: Engine, influx: AsyncInflux, ingest: TelemetryIngest) -> Response[Readiness]:
         """Both stores answer and group commits succeed; 503 with the reason otherwise.
 
         `rollup` reports the scheduler's backlog and the jobs set aside after failed rollups
         (informational: it does not make this process unready)."""
         checks: dict[str, dict] = {}
         try:
-            rollup = await to_thread.run_sync(_rollup_state, state.engine)
+            rollup = await to_thread.run_sync(_rollup_state, engine)
             checks["mysql"] = {"ok": True}
             checks["rollup"] = {"ok": True, **rollup}
         except Exception as exc:
             checks["mysql"] = {"ok": False, "error": str(exc)[:300]}
-        influx_ok = await state.influx.ping()
+        influx_ok = await influx.ping()
         checks["influxdb"] = {"ok": influx_ok} if influx_ok else {"ok": False, "error": "no answer to /ping"}
-        committer = state.ingest.committer
+        committer = ingest.committer
         stats = committer.stats
 
         def p99_ms(samples) -> float | None:
@@ -67,4 +76,5 @@ class HealthController(Controller):
             "failing_since": stats.last_error_at if stats.last_error else None,
         }
         ok = all(c["ok"] for c in checks.values())
-        return Response({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+        body = to_body({"status": "ready" if ok else "unavailable", "checks": checks}, Readiness)
+        return Response(body, status_code=200 if ok else 503)

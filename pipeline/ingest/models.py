@@ -25,16 +25,21 @@ __all__ = [
     "server_job_id",
 ]
 
-MAX_BIGINT = 2**63 - 1
+MAX_BIGINT = 2**53 - 1
+"""The largest count taken: every JSON client (JavaScript too) holds it exactly; 8 PiB, far beyond a job."""
 
+# Patterns end with END rather than Python's `\Z`: the OpenAPI document carries them to clients in
+# other languages, and ECMA-262 (JSON Schema's regex dialect) has no `\Z`. A bare `$` would let one
+# trailing newline through in Python; the look-ahead refuses it everywhere.
+END = r"$(?![\s\S])"
 # Job ids reach InfluxDB tags, SQL and URLs: a safe ASCII character set, bounded.
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}\Z"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}" + END
 JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN, description="Letters, digits, '.', '_', '-'; 1-255 chars")]
 
 # VM names and repository ids are what hypervisors allow (spaces, quotes, commas, parentheses,
 # non-ASCII letters) but bounded and free of control characters (C0, DEL, C1, line separators),
 # and without '/' and '\' (vSphere itself stores those as %2f and %5c in names).
-_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\]{1,255}\Z"
+_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\]{1,255}" + END
 Name = Annotated[
     str,
     Meta(
@@ -45,12 +50,12 @@ Name = Annotated[
     ),
 ]
 Phase = Annotated[
-    str, Meta(max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\Z", description="0-100 characters")
+    str, Meta(max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*" + END, description="0-100 characters")
 ]
 ErrorText = Annotated[
-    str, Meta(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*\Z", description="up to 4000 characters")
+    str, Meta(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*" + END, description="up to 4000 characters")
 ]
-ShortText = Annotated[str, Meta(max_length=255, pattern=r"^[^\x00-\x1f\x7f-\x9f]*\Z")]
+ShortText = Annotated[str, Meta(max_length=255, pattern=r"^[^\x00-\x1f\x7f-\x9f]*" + END)]
 ByteCount = Annotated[int, Meta(ge=0, le=MAX_BIGINT)]
 Speed = Annotated[int, Meta(ge=0, le=MAX_BIGINT)]
 Percent = Annotated[float, Meta(ge=0.0, le=100.0)]
@@ -99,7 +104,7 @@ class BatchBody(msgspec.Struct, forbid_unknown_fields=True):
     updates: Annotated[list[BatchUpdate], Meta(min_length=1, max_length=10_000)]
 
 
-class LooseBatchBody(msgspec.Struct):
+class LooseBatchBody(msgspec.Struct, forbid_unknown_fields=True):
     """The same body with items left undecoded, to report errors item by item."""
 
     updates: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=10_000)]

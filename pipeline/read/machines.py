@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from pipeline.clock import aware
 from pipeline.insight.rpo import rpo_status
-from pipeline.jobs.views import anomalies_of, duration_seconds, list_jobs
+from pipeline.read.jobs import anomalies_of, duration_seconds, list_jobs
 
 __all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "success_rate"]
 

@@ -1,0 +1,480 @@
+"""The API's response bodies as msgspec Structs: what handlers return and what the OpenAPI document shows.
+
+Request bodies are the validation Structs of `pipeline/ingest/models.py` (and `RpoBody` here). Field
+names and types are the job sheet's; fields this project added come after them. A field that some
+answers carry and others do not is `UNSET` (left out of the JSON), never a null the job sheet lacks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from pipeline.ingest.models import BatchBody, CreateBackup, TelemetryUpdate
+from pipeline.jobs.vocabulary import BackupType, JobStatus, JobType
+
+__all__ = [
+    "CONTRACT_TYPES",
+    "BackupJob",
+    "BackupList",
+    "BatchResult",
+    "DiskHistory",
+    "Error",
+    "History",
+    "Liveness",
+    "MachineDetails",
+    "MachineList",
+    "Readiness",
+    "RpoBody",
+    "RpoUpdated",
+    "UpdateAccepted",
+    "UpdateFinished",
+]
+
+
+class Error(Struct):
+    """Every error answer: the HTTP status again, a sentence a person can act on, and details of bad fields."""
+
+    status_code: int
+    detail: str
+    extra: list[dict[str, Any]] | dict[str, Any] | None = None
+    """The fields at fault, as Litestar reports them (`key`, `message`, `source`), when known."""
+
+
+# --- telemetry ---------------------------------------------------------------------------------
+
+
+class UpdateAccepted(Struct):
+    """202: a running update is durable (its point in InfluxDB, the job's state committed in MySQL)."""
+
+    job_id: str
+    accepted: bool
+
+
+class UpdateFinished(Struct):
+    """200: a terminal update is durable; the job is finished with this status."""
+
+    job_id: str
+    status: JobStatus
+
+
+class BatchRejection(Struct):
+    """One refused item of a batch: its position in `updates`, the status it would have had alone, why."""
+
+    index: int
+    status: int
+    detail: str
+
+
+class BatchResult(Struct):
+    """202: how many items are durable; the others, each with its reason."""
+
+    accepted: int
+    rejected: list[BatchRejection]
+
+
+class ChartPoint(Struct):
+    """A point of a speed chart: seconds since the start, bytes/s, progress %, phase."""
+
+    t: int
+    s: int
+    p: float
+    phase: str
+
+
+class AnomalyFlag(Struct):
+    """One figure of a finished run far from this VM's usual (robust z-score `score`, `ratio` × usual)."""
+
+    metric: Literal["duration_seconds", "bytes_transferred", "avg_speed_bps"]
+    value: float
+    usual: float
+    ratio: float
+    score: float
+    sentence: str
+
+
+class Bottleneck(Struct):
+    """The busiest stage of the data path and each stage's load in %."""
+
+    stage: str
+    label: str
+    percent: int
+    text: str
+    loads: dict[str, float]
+
+
+class DiskRollup(Struct):
+    """One disk's rolled-up transfer figures."""
+
+    disk_index: int
+    snapshots_recorded: int
+    bytes_transferred: int
+    total_bytes: int
+    peak_speed_bps: int
+    avg_speed_bps: int
+
+
+class PerformanceMetrics(Struct):
+    """The job sheet's rolled-up summary (`avg_speed_bps` time-weighted; `min_speed_bps` the lowest
+    non-zero speed), then this project's additions."""
+
+    duration_seconds: int
+    snapshots_recorded: int
+    peak_speed_bps: int
+    avg_speed_bps: int
+    min_speed_bps: int
+    peak_speed_mbps: float
+    avg_speed_mbps: float
+    chart_data: list[ChartPoint]
+    avg_speed_method: str = "time_weighted"
+    bytes_transferred: int = 0
+    total_bytes: int = 0
+    max_worker_count: int | None = None
+    phase_durations: dict[str, float] = {}
+    phase_durations_omitted: int = 0
+    final_status: str = ""
+    chart_points_source: int = 0
+    disks: list[DiskRollup] = []
+    disks_omitted: int = 0
+    bottleneck: Bottleneck | UnsetType = UNSET
+    """The mean load of each stage over the run (when the agent reported stage loads)."""
+    anomalies: list[AnomalyFlag] | UnsetType = UNSET
+    """Completed runs only: how this run compares with the VM's previous runs of its backup type."""
+    anomaly_baseline_runs: int | UnsetType = UNSET
+
+
+class CurrentState(Struct):
+    """The job's latest reported figures."""
+
+    bytes_transferred: int
+    total_bytes: int
+    transfer_speed_bps: int
+    progress_percent: float
+    current_phase: str | None
+    stage_load: dict[str, float] | UnsetType = UNSET
+    """Running jobs: each stage's load in % from the last update (empty when the agent reports none)."""
+
+
+class RolledUpHistory(Struct, tag_field="data_source", tag="rolled_up"):
+    """The job is finished and summarised: the summary, and nothing of its raw points."""
+
+    job_id: str
+    status: JobStatus
+    performance_metrics: PerformanceMetrics
+
+
+class LiveHistory(Struct, tag_field="data_source", tag="live_snapshots"):
+    """Running, or finished and not rolled up yet: the chart from the raw points (`chart_source`
+    `job_telemetry_snapshots` when InfluxDB does not answer and the MySQL mirror stands in)."""
+
+    job_id: str
+    status: JobStatus
+    current_state: CurrentState
+    chart_data: list[ChartPoint]
+    chart_source: Literal["influxdb", "job_telemetry_snapshots"]
+    eta_seconds: float | None | UnsetType = UNSET
+    """Running jobs: seconds to completion from now, or null with `eta_reason`."""
+    eta_at: datetime | None | UnsetType = UNSET
+    eta_reason: str | None | UnsetType = UNSET
+    bottleneck: Bottleneck | None | UnsetType = UNSET
+    """Running jobs: the busiest stage of the last update, null when the agent reports no stage loads."""
+
+
+class NoHistory(Struct, tag_field="data_source", tag="none"):
+    """The job exists and has no telemetry."""
+
+    job_id: str
+    status: JobStatus
+    message: str
+
+
+History = RolledUpHistory | LiveHistory | NoHistory
+"""`GET /telemetry/history/{job_id}`: one of three shapes, told apart by `data_source`."""
+
+
+class DiskPoint(Struct):
+    """A point of one disk's curve: seconds since the job's start, bytes/s, progress %."""
+
+    t: int
+    s: int
+    p: float
+
+
+class DiskCurve(Struct):
+    disk_index: int
+    chart_data: list[DiskPoint]
+
+
+class DiskHistory(Struct):
+    """Each disk's speed curve (`rolled_up`: at most 60 points a disk; `live_snapshots`: about 200)."""
+
+    job_id: str
+    status: JobStatus
+    data_source: Literal["rolled_up", "live_snapshots", "none"]
+    disks: list[DiskCurve]
+
+
+# --- backups -----------------------------------------------------------------------------------
+
+
+class RollupState(Struct):
+    """Where the job's rollup stands: done, waiting, retrying after failures, or set aside (failed)."""
+
+    state: Literal["done", "failed", "retrying", "waiting", "not_finished"]
+    rolled_up_at: datetime | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    failed_at: datetime | None
+
+
+class JobDisk(Struct):
+    disk_index: int
+    size_bytes: int
+    bytes_transferred: int
+    progress_percent: float
+    status: str
+
+
+class BackupJob(Struct):
+    """A job (`type` is the backup type, kept for the job sheet's console)."""
+
+    backup_id: str
+    vm_name: str
+    repository_id: str
+    type: BackupType
+    backup_type: BackupType
+    job_type: JobType
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_seconds: float | None
+    bytes_transferred: int
+    total_bytes: int
+    transfer_speed_bps: int
+    progress_percent: float
+    current_phase: str | None
+    last_telemetry_at: datetime | None
+    error_message: str | None
+    avg_speed_bps: int | None
+    has_performance_metrics: bool
+    rollup: RollupState
+    anomalies: list[AnomalyFlag]
+    disks: list[JobDisk]
+    eta_seconds: float | None | UnsetType = UNSET
+    """`GET /backups/{id}` of a running job: seconds to completion, or null with `eta_reason`."""
+    eta_at: datetime | None | UnsetType = UNSET
+    eta_reason: str | None | UnsetType = UNSET
+
+
+class BackupList(Struct):
+    """A page of jobs, newest first; `total` counts every match."""
+
+    backups: list[BackupJob]
+    total: int
+
+
+# --- machines ----------------------------------------------------------------------------------
+
+
+class LastBackup(Struct):
+    """The machine's latest job (all null if it has none)."""
+
+    backup_id: str | None
+    type: str | None
+    job_type: str | None
+    status: str | None
+    created_at: datetime | None
+    completed_at: datetime | None
+    bytes_transferred: int | None
+    total_bytes: int | None
+
+
+class MachineInfo(Struct):
+    cpu_count: int | None
+    memory_mb: int | None
+    os_type: str | None
+    disk_count: int | None
+    protection_flow: str | None
+
+
+class RpoStatus(Struct):
+    """The objective (the machine's own or the default), the age of the last successful backup, and
+    whether that is too old (never backed up counts as out); `overdue_ratio` = age ÷ objective."""
+
+    rpo_seconds: int
+    rpo_source: Literal["machine", "default"]
+    last_success_at: datetime | None
+    age_seconds: int | None
+    out_of_rpo: bool
+    overdue_ratio: float | None
+
+
+class MachineFlow(Struct):
+    """A row of the protection-flows table."""
+
+    vm_name: str
+    repository_id: str | None
+    total_backups: int
+    successful: int
+    failed: int
+    cancelled: int
+    running: int
+    success_rate: float | None
+    total_protected_bytes: int
+    last_backup: LastBackup
+    machine: MachineInfo
+    rpo: RpoStatus
+
+
+class MachineList(Struct):
+    machines: list[MachineFlow]
+    total: int
+
+
+class MachineKpis(Struct):
+    total_backups: int
+    successful: int
+    failed: int
+    cancelled: int
+    running: int
+    success_rate: float | None
+    last_backup_at: datetime | None
+    total_protected_bytes: int
+    average_size_bytes: int | None
+    average_duration_seconds: float | None
+
+
+class TrendPoint(Struct):
+    """One job in the machine's trend series, oldest first."""
+
+    backup_id: str
+    created_at: datetime
+    type: str
+    job_type: str
+    status: str
+    size_bytes: int
+    total_bytes: int
+    duration_seconds: float | None
+    avg_speed_bps: int | None
+    anomalies: list[AnomalyFlag]
+
+
+class FlaggedRun(AnomalyFlag):
+    """An unusual figure of one of the machine's runs (the Analytics tab's list, newest first)."""
+
+    backup_id: str
+    created_at: datetime
+    type: str
+
+
+class MachineDetails(Struct):
+    vm_name: str
+    repository_id: str | None
+    machine: MachineInfo
+    rpo: RpoStatus
+    kpis: MachineKpis
+    last_backup: LastBackup
+    trend: list[TrendPoint]
+    anomalies: list[FlaggedRun]
+    backups: list[BackupJob]
+
+
+class RpoBody(Struct, forbid_unknown_fields=True):
+    """A machine's own recovery-point objective in seconds (1 minute to 1 year), or null for the default."""
+
+    rpo_seconds: Annotated[int, Meta(ge=60, le=366 * 86_400)] | None
+
+
+class RpoUpdated(Struct):
+    vm_name: str
+    rpo: RpoStatus | None
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+class Liveness(Struct):
+    status: Literal["ok"]
+
+
+class StoreCheck(Struct):
+    ok: bool
+    error: str | UnsetType = UNSET
+
+
+class FailedRollup(Struct):
+    job_id: str
+    attempts: int
+    last_error: str
+
+
+class RollupCheck(Struct):
+    """The scheduler's backlog (informational: it does not make the process unready)."""
+
+    ok: bool
+    waiting: int
+    failed: int
+    purge_backlog: int
+    recently_failed: list[FailedRollup]
+
+
+class GroupCommitCheck(Struct):
+    """This process's group commits; the p99s are over the last 1,000 commits (null before any)."""
+
+    ok: bool
+    queued: int
+    inflight: int
+    commits: int
+    updates: int
+    points_written: int
+    failed_commits: int
+    p99_ms: float | None
+    influx_p99_ms: float | None
+    mysql_p99_ms: float | None
+    error: str | None
+    failing_since: float | None
+
+
+class ReadinessChecks(Struct):
+    mysql: StoreCheck
+    influxdb: StoreCheck
+    group_commit: GroupCommitCheck
+    rollup: RollupCheck | UnsetType = UNSET
+    """Left out when MySQL does not answer."""
+
+
+class Readiness(Struct):
+    status: Literal["ready", "unavailable"]
+    checks: ReadinessChecks
+
+
+CONTRACT_TYPES: tuple[Any, ...] = (
+    Error,
+    UpdateAccepted,
+    UpdateFinished,
+    BatchResult,
+    History,
+    DiskHistory,
+    BackupJob,
+    BackupList,
+    MachineList,
+    MachineDetails,
+    RpoUpdated,
+    Liveness,
+    Readiness,
+    TelemetryUpdate,
+    BatchBody,
+    CreateBackup,
+    RpoBody,
+)
+"""Every body of the contract: their component schemas in the OpenAPI document are msgspec's own."""
+
+
+def to_body(value: Any, body_type: Any) -> Any:
+    """A service's answer (plain data) as its response Struct; a mismatch is a bug, raised here."""
+    return msgspec.convert(value, body_type, from_attributes=True)

@@ -1,0 +1,1 @@
+"""Read services: what the API and the dashboard show of jobs, machines and telemetry history."""
