@@ -35,7 +35,7 @@ import _common as c
 
 from pipeline.agent.curves import MIB, plan_job
 from pipeline.insight.anomaly import RATIO, Anomaly, RunFigures, detect_anomalies
-from pipeline.rollup.metrics import SampleColumns, rollup_metrics
+from pipeline.rollup.metrics import JobTotals, SampleColumns, rollup_metrics
 
 RUNS = 25
 EVALUATED = 5
@@ -56,7 +56,8 @@ def run_figures(rng: random.Random, size: float, speed: float) -> RunFigures:
         [t.total_bytes for t in ticks],
         [t.worker_count for t in ticks],
     )
-    metrics = rollup_metrics(samples, final_status="completed", started_at=None, completed_at=None)
+    totals = JobTotals.last_of(samples)
+    metrics = rollup_metrics(samples, totals=totals, final_status="completed", started_at=None, completed_at=None)
     return RunFigures(metrics["duration_seconds"], metrics["bytes_transferred"], metrics["avg_speed_bps"])
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, text
 
 from pipeline.insight.anomaly import HISTORY, RunFigures
+from pipeline.jobs.vocabulary import COMPLETED
 
 __all__ = ["Baseline", "RunBaselines", "previous_runs"]
 
@@ -20,9 +21,9 @@ _TTL = 60.0
 _RUNS_SQL = text(
     "SELECT avg_speed_bps, JSON_EXTRACT(performance_metrics, '$.phase_durations.finalizing') AS tail, "
     "JSON_EXTRACT(performance_metrics, '$.duration_seconds') AS duration FROM backup_jobs "
-    "WHERE vm_name = :vm AND backup_type = :type AND status = 'completed' AND rolled_up_at IS NOT NULL "
+    "WHERE vm_name = :vm AND backup_type = :type AND status = :completed AND rolled_up_at IS NOT NULL "
     "ORDER BY created_at DESC LIMIT :runs"
-)
+).bindparams(completed=COMPLETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +70,9 @@ def summarise(rows) -> Baseline:
 
 _PREVIOUS_SQL = text(
     "SELECT JSON_EXTRACT(performance_metrics, '$.duration_seconds') AS duration, bytes_transferred, "
-    "avg_speed_bps FROM backup_jobs WHERE vm_name = :vm AND backup_type = :type AND status = 'completed' "
+    "avg_speed_bps FROM backup_jobs WHERE vm_name = :vm AND backup_type = :type AND status = :completed "
     "AND rolled_up_at IS NOT NULL AND id <> :job AND created_at < :before ORDER BY created_at DESC LIMIT :runs"
-)
+).bindparams(completed=COMPLETED)
 
 
 def previous_runs(conn: Connection, vm_name: str, backup_type: str, job_id: str, before) -> list[RunFigures]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from pipeline.jobs.vocabulary import TERMINAL_STATUSES
+from pipeline.jobs.vocabulary import ACTIVE_STATUSES, TERMINAL_STATUSES
 
 __all__ = [
     "END_DISKS",
@@ -116,7 +116,10 @@ WRITE_DISKS = (
     "progress_percent = VALUES(progress_percent), status = VALUES(status), "
     "last_telemetry_at = VALUES(last_telemetry_at), last_snapshot_at = VALUES(last_snapshot_at)"
 )
-END_DISKS = "UPDATE backup_disks SET status = %s WHERE job_id = %s AND status IN ('pending', 'running')"
+END_DISKS = "UPDATE backup_disks SET status = %s WHERE job_id = %s AND status IN ({})".format(
+    ", ".join(["%s"] * len(ACTIVE_STATUSES))
+)
+"""A job ended: its disks still active end with it (parameters: status, job id, *ACTIVE_STATUSES)."""
 END_MACHINE = (
     "UPDATE machines SET successful = successful + %s, failed = failed + %s, cancelled = cancelled + %s, "
     "protected_bytes = protected_bytes + %s, last_success_at = CASE WHEN %s IS NULL THEN last_success_at "

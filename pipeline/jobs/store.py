@@ -210,7 +210,7 @@ class JobStore:
                     await cur.executemany(WRITE_DISKS, disk_rows)
                     plan.mirror.extend(disk_mirror)
                 for ended in plan.ended:
-                    await cur.execute(END_DISKS, ended)
+                    await cur.execute(END_DISKS, (*ended, *ACTIVE_STATUSES))
                 for machine in plan.machine_ends:
                     await cur.execute(END_MACHINE, machine)
                 if plan.mirror:

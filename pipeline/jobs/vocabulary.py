@@ -7,6 +7,7 @@ from typing import Literal
 __all__ = [
     "ACTIVE_STATUSES",
     "BACKUP_TYPES",
+    "COMPLETED",
     "JOB_STATUSES",
     "JOB_TYPES",
     "TERMINAL_STATUSES",
@@ -26,5 +27,7 @@ BACKUP_TYPES = frozenset({"full", "incremental", "differential"})
 JOB_STATUSES = frozenset({"pending", "running", "completed", "failed", "cancelled"})
 ACTIVE_STATUSES = ("pending", "running")
 """A job in one of these accepts telemetry."""
+COMPLETED: JobStatus = "completed"
+"""The one final status that counts as a success (a machine's last good backup, a run's baseline)."""
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 """A job in one of these is finished: it refuses telemetry (409) and is rolled up, failed and cancelled too."""

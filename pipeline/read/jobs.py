@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, Row, bindparam, func, select, text
 
 from pipeline.clock import aware
 from pipeline.db.tables import backup_disks, backup_jobs
-from pipeline.jobs.vocabulary import TERMINAL_STATUSES
+from pipeline.jobs.vocabulary import ACTIVE_STATUSES, TERMINAL_STATUSES
 
 __all__ = ["rollup_backlog", "anomalies_of", "duration_seconds", "get_job", "job_view", "list_jobs", "rollup_view"]
 
@@ -161,11 +161,14 @@ def list_jobs(
 # One query: jobs running, finished jobs waiting for their rollup, set aside, and purges not finished.
 _BACKLOG = text(
     "SELECT "
-    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN ('pending', 'running')) AS running, "
-    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN ('completed', 'failed', 'cancelled') "
+    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN :active) AS running, "
+    "(SELECT COUNT(*) FROM backup_jobs WHERE status IN :terminal "
     "   AND rolled_up_at IS NULL AND rollup_failed_at IS NULL) AS waiting, "
     "(SELECT COUNT(*) FROM backup_jobs WHERE rollup_failed_at IS NOT NULL) AS failed, "
     "(SELECT COUNT(*) FROM backup_jobs WHERE rolled_up_at IS NOT NULL AND purged_at IS NULL) AS purge_backlog"
+).bindparams(
+    bindparam("active", value=list(ACTIVE_STATUSES), expanding=True),
+    bindparam("terminal", value=sorted(TERMINAL_STATUSES), expanding=True),
 )
 _FAILED_JOBS = text(
     "SELECT id, rollup_attempts, rollup_last_error FROM backup_jobs WHERE rollup_failed_at IS NOT NULL "

@@ -16,7 +16,7 @@ from pipeline.insight.baseline import previous_runs
 from pipeline.insight.bottleneck import bottleneck
 from pipeline.jobs.store import JobStore, RetryPolicy, RollupClaim
 from pipeline.outages import is_outage
-from pipeline.rollup.metrics import SampleColumns, headline, rollup_metrics
+from pipeline.rollup.metrics import JobTotals, SampleColumns, headline, rollup_metrics
 from pipeline.rollup.purge import PURGE_COLUMNS, TelemetryPurger
 from pipeline.rollup.reader import JobWindow, TelemetryReader
 from pipeline.settings import SchedulerSettings
@@ -141,7 +141,7 @@ class RollupJob:
             "max_chart_points": self.settings.chart_max_points,
         }
         if job.started_at is None:  # no update was ever accepted: no points to read
-            return rollup_metrics(SampleColumns(), **common), {}
+            return rollup_metrics(SampleColumns(), totals=JobTotals(), **common), {}
         ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
         # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
         window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)

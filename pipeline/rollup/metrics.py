@@ -46,6 +46,16 @@ class JobTotals:
     total_bytes: int = 0
     max_worker_count: int | None = None
 
+    @classmethod
+    def last_of(cls, samples: SampleColumns) -> JobTotals:
+        """The last sample's byte counts and the largest worker count reported, for callers without
+        the store's own aggregates (those count every disk's points, and win when they exist)."""
+        done, total, workers = samples.arrays()[4:]
+        if not len(done):
+            return cls()
+        most = int(workers.max())
+        return cls(int(done[-1]), int(total[-1]), most if most >= 0 else None)
+
 
 @dataclass(frozen=True, slots=True)
 class DiskSummary:
@@ -213,6 +223,10 @@ def headline(samples: SampleColumns, *, started_at: float | None, completed_at: 
     """A run's duration in seconds (first to last sample; else from its timestamps) and its
     time-weighted average speed: what the summary leads with, and what runs are compared by."""
     t, speed = samples.arrays()[:2]
+    return _headline(t, speed, started_at, completed_at)
+
+
+def _headline(t: Series, speed: Series, started_at: float | None, completed_at: float | None) -> tuple[int, float]:
     if len(t) >= 2:
         duration = round(float(t[-1] - t[0]))
     elif started_at is not None and completed_at is not None:
@@ -225,119 +239,140 @@ def headline(samples: SampleColumns, *, started_at: float | None, completed_at: 
 def rollup_metrics(
     samples: SampleColumns,
     *,
+    totals: JobTotals,
     final_status: str,
     started_at: float | None,
     completed_at: float | None,
     disks: Sequence[DiskSummary] = (),
-    totals: JobTotals | None = None,
     extra: dict[str, Any] | None = None,
     max_chart_points: int = 100,
     max_bytes: int = 8000,
 ) -> dict[str, Any]:
     """The JSON-ready `performance_metrics` of a finished job, at most `max_bytes` when compactly encoded.
 
-    `totals` are the job's byte counts and largest worker count when the caller has them from
-    elsewhere (InfluxDB aggregates them); without, they come from the last sample. `extra` fields
-    (anomaly flags, say) are added as they are and counted in the size bound.
+    `totals` are the job's byte counts and largest worker count (`JobTotals.last_of(samples)` when the
+    caller has nothing better). `extra` fields (anomaly flags, say) are added as they are and counted
+    in the size bound.
 
     Over budget, the chart loses points (down to 16), then the shortest phases, then the highest-indexed
     disks, and finally chart points down to first/last/peak/minimum; `*_omitted` count what was dropped.
     """
     if max_chart_points < 4:
         raise ValueError(f"max_chart_points must be at least 4, got {max_chart_points}")
-    t, speed, progress, codes, done, total, workers = samples.arrays()
-    names = samples.phase_names()
-    n = len(t)
-    duration, avg = headline(samples, started_at=started_at, completed_at=completed_at)
-    peak = int(speed.max()) if n else 0
-    nonzero = speed[speed != 0]
-    minimum = int(nonzero.min()) if len(nonzero) else 0
-    durations = _durations(t, codes, names)
+    columns = samples.arrays()
+    durations = _durations(columns[0], columns[3], samples.phase_names())
     # int() because callers may hand over numpy integers, which json cannot encode.
     disk_list = [{k: int(v) for k, v in asdict(d).items()} for d in sorted(disks, key=lambda d: d.disk_index)]
-    result: dict[str, Any] = {
-        "duration_seconds": duration,
-        "snapshots_recorded": n,
-        "peak_speed_bps": peak,
-        "avg_speed_bps": round(avg),
-        "min_speed_bps": minimum,
-        "peak_speed_mbps": round(peak / _MIB, 2),
-        "avg_speed_mbps": round(avg / _MIB, 2),
-        "chart_data": [],
-        "avg_speed_method": "time_weighted",
-        "bytes_transferred": totals.bytes_transferred if totals else (int(done[-1]) if n else 0),
-        "total_bytes": totals.total_bytes if totals else (int(total[-1]) if n else 0),
-        "max_worker_count": (
-            totals.max_worker_count if totals else (int(workers.max()) if n and workers.max() >= 0 else None)
-        ),
-        "phase_durations": {},
-        # Worst case while sizing: the counts can only shrink, and with them their digits.
-        "phase_durations_omitted": len(durations),
-        "final_status": final_status[:_MAX_STATUS_LENGTH],
-        "chart_points_source": n,
-        "disks": [],
-        "disks_omitted": len(disk_list),
-        **(extra or {}),
-    }
+    result = _figures(columns, totals, final_status, _headline(*columns[:2], started_at, completed_at))
+    # Worst case while sizing: the counts can only shrink, and with them their digits.
+    result |= {"phase_durations_omitted": len(durations), "disks_omitted": len(disk_list), **(extra or {})}
     room = max_bytes - len(_dumps(result))
-
-    t0 = float(t[0]) if n else 0.0
-    encoded: dict[int, int] = {}  # sample index -> length of its encoded chart point
-    charts: dict[int, list[int]] = {}  # point count -> chosen indices: shrink() may revisit a count
-
-    def point(i: int) -> dict[str, Any]:
-        return {
-            "t": round(float(t[i]) - t0),
-            "s": int(speed[i]),
-            "p": round(float(progress[i]), 2),
-            "phase": names[codes[i]],
-        }
-
-    def chart_size(idx: list[int]) -> int:
-        for i in idx:
-            if i not in encoded:
-                encoded[i] = len(_dumps(point(i)))
-        # Items plus the commas between them: what the body adds to an empty `[]`.
-        return sum(encoded[i] for i in idx) + max(len(idx) - 1, 0)
-
-    def shrink(k: int, lowest: int, budget: int) -> tuple[list[int], int, int]:
-        # Size is about proportional to the point count: scale k to the budget, re-check, repeat.
-        while True:
-            if k not in charts:
-                charts[k] = chart_indices(t, speed, k) if n else []
-            idx = charts[k]
-            size = chart_size(idx)
-            if size <= budget or k <= lowest:
-                return idx, size, k
-            k = max(lowest, min(k - 1, k * max(budget, 0) // size))
-
     # Longest phases first (sorted is stable: ties keep first appearance); lowest disk indices first.
     ranked = sorted(durations.items(), key=itemgetter(1), reverse=True)
+    chart = _Chart(columns, samples.phase_names())
     disk_items = [_dumps(d) for d in disk_list[:MAX_DISKS]]
-
-    def allot(left: int) -> tuple[int, int, int]:
-        # Encodes lazily: a job with thousands of distinct phases only pays for those that fit.
-        phases_kept, phases_size = _take((_dumps({k: v})[1:-1] for k, v in ranked), left)
-        disks_kept, disks_size = _take(disk_items, left - phases_size)
-        return phases_kept, disks_kept, left - phases_size - disks_size
-
-    k = min(max_chart_points, max(n, 4))
-    floor = min(k, _CHART_FLOOR)
-    phases_kept, disks_kept, left = allot(room)
-    if phases_kept < len(ranked) or disks_kept < len(disk_items):
-        k = floor  # phases or disks must already give way, so the chart gets no more than its floor
-    idx, size, k = shrink(k, floor, left)
-    if size > left:
-        # Phases and disks make way for the chart at its floor; only then does the chart go below it.
-        idx, size, k = shrink(k, 4, room)
-        if size > room:
-            raise ValueError(f"max_bytes={max_bytes} is too small for even a {len(idx)}-point chart")
-        phases_kept, disks_kept, _ = allot(room - size)
-
+    idx, phases_kept, disks_kept = _fit(chart, ranked, disk_items, room, max_chart_points)
+    if chart.size(idx) > room:
+        raise ValueError(f"max_bytes={max_bytes} is too small for even a {len(idx)}-point chart")
     kept = {name for name, _ in ranked[:phases_kept]}
-    result["chart_data"] = [point(i) for i in idx]
+    result["chart_data"] = [chart.point(i) for i in idx]
     result["phase_durations"] = {name: secs for name, secs in durations.items() if name in kept}
     result["phase_durations_omitted"] = len(durations) - phases_kept
     result["disks"] = disk_list[:disks_kept]
     result["disks_omitted"] = len(disk_list) - disks_kept
     return result
+
+
+def _figures(
+    columns: tuple[npt.NDArray[Any], ...], totals: JobTotals, final_status: str, head: tuple[int, float]
+) -> dict[str, Any]:
+    """The summary's fixed fields, its chart, phases and disks still empty (in the job sheet's order)."""
+    speed, n = columns[1], len(columns[0])
+    duration, avg = head
+    peak = int(speed.max()) if n else 0
+    nonzero = speed[speed != 0]
+    return {
+        "duration_seconds": duration,
+        "snapshots_recorded": n,
+        "peak_speed_bps": peak,
+        "avg_speed_bps": round(avg),
+        "min_speed_bps": int(nonzero.min()) if len(nonzero) else 0,
+        "peak_speed_mbps": round(peak / _MIB, 2),
+        "avg_speed_mbps": round(avg / _MIB, 2),
+        "chart_data": [],
+        "avg_speed_method": "time_weighted",
+        "bytes_transferred": totals.bytes_transferred,
+        "total_bytes": totals.total_bytes,
+        "max_worker_count": totals.max_worker_count,
+        "phase_durations": {},
+        "phase_durations_omitted": 0,
+        "final_status": final_status[:_MAX_STATUS_LENGTH],
+        "chart_points_source": n,
+        "disks": [],
+        "disks_omitted": 0,
+    }
+
+
+class _Chart:
+    """A job's speed chart at any point count; each point is encoded once, however often it is sized."""
+
+    def __init__(self, columns: tuple[npt.NDArray[Any], ...], names: list[str]) -> None:
+        self.t, self.speed, self.progress, self.codes = columns[:4]
+        self.names = names
+        self.n = len(self.t)
+        self.t0 = float(self.t[0]) if self.n else 0.0
+        self._encoded: dict[int, int] = {}  # sample index -> length of its encoded chart point
+        self._indices: dict[int, list[int]] = {}  # point count -> chosen indices: shrink() may revisit one
+
+    def point(self, i: int) -> dict[str, Any]:
+        return {
+            "t": round(float(self.t[i]) - self.t0),
+            "s": int(self.speed[i]),
+            "p": round(float(self.progress[i]), 2),
+            "phase": self.names[self.codes[i]],
+        }
+
+    def size(self, idx: list[int]) -> int:
+        """Items plus the commas between them: what the chart adds to an empty `[]`."""
+        for i in idx:
+            if i not in self._encoded:
+                self._encoded[i] = len(_dumps(self.point(i)))
+        return sum(self._encoded[i] for i in idx) + max(len(idx) - 1, 0)
+
+    def shrink(self, k: int, lowest: int, budget: int) -> tuple[list[int], int, int]:
+        """The chart of at most k points (not below `lowest`) that fits `budget`: (indices, size, count)."""
+        # Size is about proportional to the point count: scale k to the budget, re-check, repeat.
+        while True:
+            if k not in self._indices:
+                self._indices[k] = chart_indices(self.t, self.speed, k) if self.n else []
+            idx = self._indices[k]
+            size = self.size(idx)
+            if size <= budget or k <= lowest:
+                return idx, size, k
+            k = max(lowest, min(k - 1, k * max(budget, 0) // size))
+
+
+def _allot(ranked: list[tuple[str, float]], disk_items: list[str], left: int) -> tuple[int, int, int]:
+    """How many phases, then disks, fit in `left` bytes, and the bytes left after them."""
+    # Encodes lazily: a job with thousands of distinct phases only pays for those that fit.
+    phases_kept, phases_size = _take((_dumps({k: v})[1:-1] for k, v in ranked), left)
+    disks_kept, disks_size = _take(disk_items, left - phases_size)
+    return phases_kept, disks_kept, left - phases_size - disks_size
+
+
+def _fit(
+    chart: _Chart, ranked: list[tuple[str, float]], disk_items: list[str], room: int, max_points: int
+) -> tuple[list[int], int, int]:
+    """Chart indices, phases kept and disks kept that share `room` bytes (the chart's size is over
+    `room` only when even its 4-point form is)."""
+    k = min(max_points, max(chart.n, 4))
+    floor = min(k, _CHART_FLOOR)
+    phases_kept, disks_kept, left = _allot(ranked, disk_items, room)
+    if phases_kept < len(ranked) or disks_kept < len(disk_items):
+        k = floor  # phases or disks must already give way, so the chart gets no more than its floor
+    idx, size, k = chart.shrink(k, floor, left)
+    if size > left:
+        # Phases and disks make way for the chart at its floor; only then does the chart go below it.
+        idx, size, k = chart.shrink(k, 4, room)
+        phases_kept, disks_kept, _ = _allot(ranked, disk_items, room - max(size, 0))
+    return idx, phases_kept, disks_kept

@@ -12,6 +12,7 @@ import pytest
 from pipeline.rollup.downsample import chart_indices, lttb_indices
 from pipeline.rollup.metrics import (
     DiskSummary,
+    JobTotals,
     SampleColumns,
     phase_durations,
     rollup_metrics,
@@ -47,6 +48,7 @@ def rollup(samples: SampleColumns, **kwargs: Any) -> dict[str, Any]:
     kwargs.setdefault("final_status", "completed")
     kwargs.setdefault("started_at", None)
     kwargs.setdefault("completed_at", None)
+    kwargs.setdefault("totals", JobTotals.last_of(samples))
     return rollup_metrics(samples, **kwargs)
 
 
@@ -356,3 +358,13 @@ def test_extend_matches_append_and_rejects_bad_input_without_changing_the_store(
         extended.append(T0, 1, 0.0, "x", 0, 2**70, None)
     assert len(extended) == 5
     assert all(len(column) == 5 for column in extended.arrays())
+
+
+def test_totals_given_are_the_totals_kept() -> None:
+    """The caller's totals (InfluxDB's aggregates over every disk) are what the summary says, whatever
+    the job-level samples last reported."""
+    samples = columns([0, 1, 2], [10, 20, 30])
+    metrics = rollup(samples, totals=JobTotals(bytes_transferred=7_000, total_bytes=9_000, max_worker_count=None))
+    assert (metrics["bytes_transferred"], metrics["total_bytes"], metrics["max_worker_count"]) == (7_000, 9_000, None)
+    assert JobTotals.last_of(samples) == JobTotals(2_000, 3_000, 4)
+    assert JobTotals.last_of(SampleColumns()) == JobTotals()
