@@ -98,9 +98,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.String(255), nullable=False, comment="References backup_jobs.id"),
         sa.Column("job_type", sa.String(50), nullable=False, comment="backup, restore, replication"),
-        sa.Column(
-            "timestamp", TIMESTAMP(fsp=6), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP(6)")
-        ),
+        sa.Column("timestamp", TIMESTAMP(fsp=6), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP(6)")),
         sa.Column("bytes_transferred", sa.BigInteger(), server_default="0"),
         sa.Column("total_bytes", sa.BigInteger(), server_default="0"),
         sa.Column("transfer_speed_bps", sa.BigInteger(), server_default="0"),

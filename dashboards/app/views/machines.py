@@ -34,8 +34,7 @@ SORTS = [
 _ORDER = {"rpo": "desc", "last_backup": "desc", "vm_name": "asc", "success_rate": "asc", "total_backups": "desc"}
 # The status text is the dashboard's own ("out of RPO" / "within RPO"), never the API's, so it is safe as HTML.
 _RPO_TEMPLATE = (
-    "<span style=\"font-weight:600;color:<%= value === 'out of RPO' ? '#c62828' : '#2e7d32' %>\">"
-    "<%= value %></span>"
+    "<span style=\"font-weight:600;color:<%= value === 'out of RPO' ? '#c62828' : '#2e7d32' %>\"><%= value %></span>"
 )
 
 
@@ -80,9 +79,7 @@ class MachinesView:
             height=520,
             name="machines-table",
         )
-        self.layout = column(
-            row(self.search, self.sort, self.previous, self.next, self.info), self.message, self.table
-        )
+        self.layout = column(row(self.search, self.sort, self.previous, self.next, self.info), self.message, self.table)
         self.search.on_change("value_input", lambda _a, _o, _n: self._first_page())
         self.sort.on_change("value", lambda _a, _o, _n: self._first_page())
         self.previous.on_click(lambda: self._page(-PAGE_SIZE))
@@ -117,8 +114,10 @@ class MachinesView:
             return
         self.total = int(page.get("total", 0))
         rows = page.get("machines") or []
-        self.message.text = "" if self.total or self.search.value_input else message_html(
-            "No machines yet: no backup job has been created."
+        self.message.text = (
+            ""
+            if self.total or self.search.value_input
+            else message_html("No machines yet: no backup job has been created.")
         )
         self.source.selected.indices = []
         self.source.data = machines_columns(rows)
