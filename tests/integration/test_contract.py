@@ -130,7 +130,15 @@ def test_schemathesis_finds_no_disagreement(api: str, stack: DevStack, tmp_path:
     assert run.returncode == 0, _failures(run.stdout) + run.stderr[-2000:]
     summary = json.loads(report.read_text())
     cases = _generated_cases(summary)
+    # Shown with `pytest -s`: the figures the issue's closing note quotes.
+    print(f"schemathesis: {cases} generated cases, {_operations(run.stdout)}")
     assert cases >= 1000, f"only {cases} cases generated: {run.stdout[-3000:]}"
+
+
+def _operations(output: str) -> str:
+    """Schemathesis's own line counting the operations it tested, e.g. "API Operations: 12 selected / 12 total"."""
+    lines = [line.strip() for line in output.splitlines() if "operations" in line.lower()]
+    return "; ".join(lines[:3]) or "operations: not reported"
 
 
 def _generated_cases(summary: dict) -> int:
