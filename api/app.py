@@ -34,9 +34,9 @@ log = logging.getLogger("sendense.api")
 
 
 @get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(settings: Settings) -> Response:
     """Prometheus exposition of this API process (of every worker, with several on one port)."""
-    body, content_type = render()
+    body, content_type = render(all_workers=bool(settings.api.metrics_dir))
     return Response(body, media_type=content_type)
 
 
@@ -95,10 +95,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/api/v1",
         route_handlers=[BackupController, TelemetryController, MachineController, HealthController],
         middleware=[DefineMiddleware(BearerAuth, settings=settings.api)],
-        dependencies=services.dependencies(),
     )
     app = Litestar(
         route_handlers=[v1, metrics],
+        dependencies=services.dependencies(),
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         # Routes that take more say so (the batch endpoint); everything else is far below this.

@@ -1,4 +1,6 @@
-"""The `sendense` console script: api, scheduler, dashboard, migrate, simulate, demo."""
+"""The composition root: the `sendense` console script (api, scheduler, dashboard, migrate, simulate,
+demo). Each command reads the settings once and builds its process from them; nothing below this
+module reads the environment or picks an implementation on its own."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ scrape adds them up. The scheduler serves its own on SENDENSE_SCHEDULER_METRICS_
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -52,9 +51,10 @@ QUEUED_UPDATES = Gauge(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text of this process (or of every worker, in multi-process mode)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def render(*, all_workers: bool) -> tuple[bytes, str]:
+    """The exposition text of this process, or with `all_workers` (prometheus_client's multi-process
+    mode, `ApiSettings.metrics_dir` set) of every worker sharing the directory."""
+    if all_workers:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

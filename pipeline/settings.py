@@ -114,6 +114,9 @@ class ApiSettings:
     """ASGI server used by `sendense api`: granian or uvicorn."""
     workers: int = field(default_factory=lambda: _env_int("SENDENSE_API_WORKERS", 1))
     """Worker processes of one `sendense api`, sharing its port (each a full, stateless API)."""
+    metrics_dir: str = field(default_factory=lambda: _env("PROMETHEUS_MULTIPROC_DIR", ""))
+    """prometheus_client's multi-process directory, set by `sendense api --workers N` for its workers
+    (the library reads the same variable); empty: each process serves only its own metrics."""
     backlog: int = field(default_factory=lambda: _env_int("SENDENSE_API_BACKLOG", 2048))
     """Listen backlog: connections the kernel queues while every worker is busy."""
     max_concurrency: int = field(default_factory=lambda: _env_int("SENDENSE_API_MAX_CONCURRENCY", 4096))

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import OUTPUT_DIR
@@ -57,6 +58,45 @@ def test_api_counters_move_with_traffic(agent, api, unique):
     assert moved("sendense_ack_seconds_count") >= 4
     assert moved("sendense_influx_write_seconds_count") >= 1 and moved("sendense_mysql_commit_seconds_count") >= 1
     assert ("sendense_commit_queue_updates", ()) in after
+
+
+WORKERS_PORT = 18095
+
+
+def test_workers_sharing_a_port_report_the_same_totals(agent, stack: DevStack, unique):
+    """`sendense api --workers 2`: whichever worker answers a scrape counts every worker's updates
+    (prometheus_client's multi-process mode); without it, each scrape would see one worker's share."""
+    proc = stack.start_process(
+        "api", "--workers", "2", "--port", str(WORKERS_PORT), log_path=OUTPUT_DIR / "api-workers-metrics.log"
+    )
+    try:
+        stack.wait_for_api(proc, port=WORKERS_PORT)
+        url = f"http://127.0.0.1:{WORKERS_PORT}"
+        job_id = agent.post(
+            "/backups", json={"vm_name": f"workers-{unique}", "backup_type": "full", "repository_id": "r"}
+        )
+        job_id = job_id.json()["backup_id"]
+        headers = {"Authorization": f"Bearer {stack.agent_token}"}
+        for i in range(1, 41):  # a connection each: the kernel spreads them over both workers
+            answer = httpx.post(f"{url}/api/v1/telemetry/backup/{job_id}", json=update_body(i), headers=headers)
+            assert answer.status_code == 202, answer.text
+        scrapes = [_value(_samples(f"{url}/metrics"), "sendense_updates_total", outcome="accepted") for _ in range(8)]
+        assert scrapes == [40.0] * 8
+        # Each worker's own file: both took a share, so one worker's count alone would not be 40.
+        files = sorted((PROJECT_DIR / stack.state_dir / f"metrics-api-{WORKERS_PORT}").glob("counter_*.db"))
+        shares = [_accepted(MultiProcessCollector.merge([str(f)], accumulate=True)) for f in files]
+        assert len(shares) == 2 and all(0 < share < 40 for share in shares), shares
+    finally:
+        stack.stop_process(proc)
+
+
+def _accepted(metrics) -> float:
+    return sum(
+        sample.value
+        for metric in metrics
+        for sample in metric.samples
+        if sample.name == "sendense_updates_total" and sample.labels.get("outcome") == "accepted"
+    )
 
 
 @pytest.fixture(scope="module")
