@@ -39,7 +39,7 @@ class BackupController(Controller):
         status_code=201,
         dto=StrictBody[CreateBackup],
         return_dto=None,
-        responses=errors(400, 401, 403, 409, 503),
+        responses=errors(400, 401, 403, 409, 413, 503),
     )
     async def create(
         self,

@@ -60,7 +60,7 @@ class MachineController(Controller):
         operation_id="setMachineRpo",
         dto=StrictBody[RpoBody],
         return_dto=None,
-        responses=errors(400, 401, 403, 404, 503),
+        responses=errors(400, 401, 403, 404, 413, 503),
     )
     async def set_rpo(
         self,
