@@ -9,10 +9,10 @@ import secrets
 import zlib
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pipeline.agent.client import ApiError, TelemetryClient
+from pipeline.agent.client import RETRYABLE_STATUSES, ApiError, TelemetryClient
 from pipeline.agent.curves import BOTTLENECK_BY_REPOSITORY, MIB, Tick, plan_job, stage_loads
 
 __all__ = ["DEFAULT_VM_NAMES", "SimulatorConfig", "SimulatorReport", "run_simulator"]
@@ -68,6 +68,11 @@ class SimulatorReport:
     jobs_failed: int = 0
     jobs_cancelled: int = 0
     updates_sent: int = 0
+    """Updates the API acknowledged."""
+    updates_sampled: int = 0
+    """Updates measured (every tick of every job): sent, still waiting when stopped, or dropped."""
+    updates_dropped: int = 0
+    """Updates given up because an outbox was full (an outage longer than OUTBOX_LIMIT updates)."""
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     """The first few distinct error messages."""
@@ -153,6 +158,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _stamp(started_at: datetime, offset: float) -> str:
+    return (started_at + timedelta(seconds=offset)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 async def _sleep_unless_stopped(delay: float, stop: asyncio.Event) -> bool:
     """Sleep; True if `stop` was set meanwhile."""
     if delay > 0:
@@ -181,38 +190,88 @@ class _JobGone(Exception):
     """The API no longer accepts updates for this job (404 unknown, 409 already finished)."""
 
 
-async def _send_tick(client: TelemetryClient, job: _Job, tick: Tick, stamp: str) -> int:
-    """Deliver one tick (its per-disk updates first, so the job-level one can end the job); updates accepted."""
+OUTBOX_LIMIT = 10_000
+"""Updates one simulated agent keeps while the API cannot take them (a batch's most); beyond, the oldest go."""
+
+
+@dataclass
+class _Outbox:
+    """Updates sampled but not acknowledged yet, oldest first (batch entries: each names its job).
+
+    A real agent keeps what it measured until it hears a 2xx: an outage of the API or of a store then
+    delays the points but loses none, and they land at the times they were measured."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    dropped: int = 0
+
+    def add(self, entries: list[dict[str, Any]]) -> None:
+        self.entries.extend(entries)
+        over = len(self.entries) - OUTBOX_LIMIT
+        if over > 0:
+            del self.entries[:over]
+            self.dropped += over
+
+
+def _tick_updates(job: _Job, tick: Tick, stamp: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A tick as batch entries (its per-disk updates first, so the job-level one may end the job) and,
+    for a terminal tick, its job-level update apart: it goes alone, so its 200/409 answer is its own."""
+    names = {"job_type": job.job_type, "job_id": job.backup_id}
     update = {**tick.as_update(), "timestamp": stamp, "stage_load": stage_loads(job.rng, tick.phase, job.bottleneck)}
-    disk_updates = [
-        {"job_type": job.job_type, "job_id": job.backup_id, **disk, "timestamp": stamp} for disk in tick.disk_updates()
-    ]
-    sent = 0
-    if disk_updates:
-        # Running ticks travel as one batch; a terminal update goes alone so its 200/409 answer is its own.
-        batch = (
-            disk_updates
-            if tick.status != "running"
-            else [*disk_updates, {"job_type": job.job_type, "job_id": job.backup_id, **update}]
-        )
-        result = await client.send_batch(batch)
-        sent += int(result.get("accepted", 0))
-        for rejected in result.get("rejected") or []:
-            if rejected.get("status") in (404, 409):
-                raise _JobGone(f"{job.backup_id}: {rejected.get('detail')}")
-            raise ApiError(rejected.get("status"), f"batch entry {rejected.get('index')}: {rejected.get('detail')}")
-        if tick.status == "running":
-            return sent
-    try:
-        await client.send_update(job.job_type, job.backup_id, update)
-    except ApiError as exc:
-        # After a lost answer the retry meets the state the first attempt already committed.
-        if exc.status == 409 and exc.attempts > 1 and tick.status != "running":
+    entries = [{**names, **disk, "timestamp": stamp} for disk in tick.disk_updates()]
+    if tick.status == "running":
+        return [*entries, {**names, **update}], None
+    return entries, update
+
+
+async def _flush(client: TelemetryClient, job: _Job, outbox: _Outbox, report: SimulatorReport) -> int:
+    """Send everything the outbox holds as one batch; updates accepted. On ApiError they stay."""
+    if not outbox.entries:
+        return 0
+    pending = list(outbox.entries)
+    if len(pending) == 1:  # the usual case: the job sheet's own endpoint, one update
+        update = {k: v for k, v in pending[0].items() if k not in ("job_type", "job_id")}
+        try:
+            await client.send_update(job.job_type, job.backup_id, update)
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                raise _JobGone(str(exc)) from exc
+            raise
+        outbox.entries.clear()
+        return 1
+    result = await client.send_batch(pending)
+    del outbox.entries[: len(pending)]
+    for rejected in result.get("rejected") or []:
+        if rejected.get("status") in (404, 409):
+            raise _JobGone(f"{job.backup_id}: {rejected.get('detail')}")
+        # Refused as invalid: sending it again would be refused again.
+        report.note_error(f"batch entry {rejected.get('index')} refused: {rejected.get('detail')}")
+    return int(result.get("accepted", 0))
+
+
+async def _finish(
+    client: TelemetryClient, job: _Job, outbox: _Outbox, update: dict[str, Any], report: SimulatorReport,
+    say: Callable[[str], None],
+) -> int:  # fmt: skip
+    """Deliver what the outbox holds, then the terminal update, however long the API is away (the
+    caller's stop ends the wait): a job whose end is lost would be timed out as failed."""
+    sent, maybe_committed = 0, False
+    while True:
+        try:
+            sent += await _flush(client, job, outbox, report)
+            await client.send_update(job.job_type, job.backup_id, update)
             return sent + 1
-        if exc.status in (404, 409):
-            raise _JobGone(str(exc)) from exc
-        raise
-    return sent + 1
+        except ApiError as exc:
+            # After a lost answer a resend meets the state the first attempt already committed.
+            if exc.status == 409 and (maybe_committed or exc.attempts > 1):
+                return sent + 1
+            if exc.status in (404, 409):
+                raise _JobGone(str(exc)) from exc
+            if exc.status is not None and exc.status not in RETRYABLE_STATUSES:
+                raise
+            maybe_committed = maybe_committed or exc.status is None
+            report.note_error(str(exc))
+            say(f"the end of {job.backup_id} is not delivered yet, still trying: {exc}")
+            await asyncio.sleep(client.max_backoff)
 
 
 async def _cancel(client: TelemetryClient, job: _Job, last: Tick | None) -> bool:
@@ -252,26 +311,35 @@ async def _run_job(
     ticks = plan_job(job.rng, job.duration, job.total_bytes, job.fail, interval=config.update_interval, disks=job.disks)
     say(f"started {label}: {job.total_bytes / 2**30:.1f} GiB, {len(job.disks) or 1} disk(s), ~{job.duration:.0f}s")
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    start, started_at = loop.time(), datetime.now(UTC)
     last: Tick | None = None
+    outbox = _Outbox()
     for i, tick in enumerate(ticks):
         # Due times come from the start, so slow requests do not stretch the whole job.
         if await _sleep_unless_stopped(start + tick.offset - loop.time(), stop):
             break
-        if tick.status == "running" and i + 1 < len(ticks) and start + ticks[i + 1].offset <= loop.time():
-            continue  # behind after an outage: the next tick carries this one's bytes, skip rather than burst
-        stamp = _now()  # stamped when due, so a retried update keeps its place in the series
+        # Stamped when due, as an agent measuring on its own clock would: late delivery keeps the place.
+        entries, final = _tick_updates(job, tick, _stamp(started_at, tick.offset))
+        outbox.add(entries)
+        report.updates_sampled += len(entries) + (final is not None)
+        if final is None and i + 1 < len(ticks) and start + ticks[i + 1].offset <= loop.time():
+            continue  # behind (after an outage): the next delivery carries this tick too
         try:
-            finished, sent = await _unless_stopped(_send_tick(client, job, tick, stamp), stop)
+            delivery = _flush(client, job, outbox, report) if final is None else _finish(
+                client, job, outbox, final, report, say
+            )  # fmt: skip
+            finished, sent = await _unless_stopped(delivery, stop)
         except _JobGone as exc:
             report.note_error(f"job gone: {exc}")
             say(f"abandoned {label}: the API no longer accepts its updates ({exc})")
             return
         except ApiError as exc:
-            # Telemetry is cumulative: the next tick carries everything this one would have.
+            # Kept: the next delivery sends them again, with the updates measured meanwhile.
             report.note_error(str(exc))
-            say(f"update for {label} lost: {exc}")
-            continue
+            say(f"updates for {label} kept for later ({len(outbox.entries)} waiting): {exc}")
+            if final is None:
+                continue
+            break
         if not finished:
             break
         report.updates_sent += sent or 0
@@ -279,18 +347,21 @@ async def _run_job(
         if tick.status == "completed":
             report.jobs_completed += 1
             say(f"completed {label}")
-            return
+            break
         if tick.status == "failed":
             report.jobs_failed += 1
             say(f"failed {label}: {tick.error_message}")
-            return
+            break
+    report.updates_dropped += outbox.dropped
+    if last is not None and last.status != "running":
+        return
     if stop.is_set():
         report.jobs_cancelled += 1
         told = await _cancel(client, job, last)
         say(f"cancelled {label}" + ("" if told else " (the API was not told)"))
     else:
-        # The terminal update was lost after every retry; the API's reaper will time the job out.
-        say(f"gave up on {label}: its final update was not delivered")
+        # Refused as invalid (only a bug makes that): the API's reaper will time the job out.
+        say(f"gave up on {label}: its final update was refused")
 
 
 async def _poll_pending(

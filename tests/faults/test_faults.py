@@ -6,14 +6,20 @@ experiments at full length. The seed of every random schedule is printed, so a f
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
 
 import pytest
+from sqlalchemy import select
 
+from pipeline.agent.simulator import SimulatorConfig, SimulatorReport, run_simulator
+from pipeline.db.tables import backup_jobs
 from tests.conftest import OUTPUT_DIR
 from tests.support.faults import (
     Outcome,
     api_kill_experiment,
+    found_timestamps,
     influx_outage_experiment,
     mysql_outage_experiment,
     scheduler_kill_experiment,
@@ -72,3 +78,44 @@ def test_schedulers_killed_at_random_roll_each_job_up_exactly_once(stack, api, i
     print(f"{outcome.name}: {outcome.figures}")
     assert not outcome.problems, outcome.problems
     assert outcome.found == outcome.acknowledged == 40 * 1000
+
+
+def test_simulated_agents_keep_what_they_measured_through_an_influxdb_outage(stack, api, influx, engine, unique):
+    """The shipped simulator's agents (`sendense simulate`, the demo's) through 12 s without InfluxDB:
+    every update they measured arrives, at the time it was measured, and every job ends as planned."""
+    interval = 0.5
+    config = SimulatorConfig(
+        api_url=stack.api_url, token=stack.agent_token, jobs=3, concurrency=3, update_interval=interval,
+        min_duration=20.0, max_duration=22.0, failure_rate=0.0, multi_disk_rate=0.5, seed=20261130,
+        pick_up_pending=False, vm_names=[f"outage-{unique}"],
+    )  # fmt: skip
+
+    async def run() -> SimulatorReport:
+        simulator = asyncio.create_task(run_simulator(config))
+        await asyncio.sleep(4.0)
+        await asyncio.to_thread(stack.stop_influx)
+        await asyncio.sleep(12.0)
+        await asyncio.to_thread(stack.start_influx)
+        return await asyncio.wait_for(simulator, 120)
+
+    try:
+        report = asyncio.run(run())
+    finally:
+        if not stack.server_running("influxdb.sh"):
+            stack.start_influx()
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            select(backup_jobs.c.id, backup_jobs.c.status).where(backup_jobs.c.vm_name == f"outage-{unique}")
+        ).all()
+    print(f"simulator report: {report}")
+    assert sorted(status for _, status in jobs) == ["completed"] * 3
+    assert report.jobs_completed == 3 and report.updates_dropped == 0
+    assert report.updates_sent == report.updates_sampled > 3 * 40
+    found = 0
+    for job_id, _ in jobs:
+        counted = influx.query("SELECT count(bytes_transferred) FROM job_telemetry WHERE job_id = $j", {"j": job_id})
+        found += counted[0]["series"][0]["values"][0][1]
+        times = sorted(found_timestamps(influx, job_id))
+        widest = max(b - a for a, b in itertools.pairwise(times)) / 1e9
+        assert widest <= 2 * interval, f"{job_id}: no points for {widest:.1f} s"
+    assert found == report.updates_sent
