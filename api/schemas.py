@@ -15,6 +15,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from pipeline.ingest.models import BatchBody, CreateBackup, TelemetryUpdate
 from pipeline.jobs.vocabulary import BackupType, JobStatus, JobType
+from pipeline.rollup.metrics import DiskSummary
 
 __all__ = [
     "CONTRACT_TYPES",
@@ -106,17 +107,6 @@ class Bottleneck(Struct):
     loads: dict[str, float]
 
 
-class DiskRollup(Struct):
-    """One disk's rolled-up transfer figures."""
-
-    disk_index: int
-    snapshots_recorded: int
-    bytes_transferred: int
-    total_bytes: int
-    peak_speed_bps: int
-    avg_speed_bps: int
-
-
 class PerformanceMetrics(Struct):
     """The job sheet's rolled-up summary (`avg_speed_bps` time-weighted; `min_speed_bps` the lowest
     non-zero speed), then this project's additions."""
@@ -137,7 +127,7 @@ class PerformanceMetrics(Struct):
     phase_durations_omitted: int = 0
     final_status: str = ""
     chart_points_source: int = 0
-    disks: list[DiskRollup] = []
+    disks: list[DiskSummary] = []
     disks_omitted: int = 0
     bottleneck: Bottleneck | UnsetType = UNSET
     """The mean load of each stage over the run (when the agent reported stage loads)."""

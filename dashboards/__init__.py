@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import secrets
 import signal
@@ -34,15 +33,6 @@ def current_settings() -> Settings:
     return load_settings()
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(settings: Settings, port: int | None = None, host: str | None = None) -> int:
     """Run the Bokeh server on `host`:`port` (defaults from settings) until SIGINT/SIGTERM.
 
@@ -55,6 +45,7 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
     from bokeh.server.server import Server
 
     from dashboards.auth import OperatorAuth, parse_users
+    from pipeline.settings import is_loopback
 
     _settings = settings
     dash = settings.dashboard
@@ -65,7 +56,7 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    if not users and not _is_loopback(host):
+    if not users and not is_loopback(host):
         log.error(
             "refusing to serve the dashboard on %s without a login: set SENDENSE_DASHBOARD_USERS (name:hash, "
             "hashes from `sendense hash-password`), or listen on 127.0.0.1",

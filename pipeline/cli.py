@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import shutil
@@ -16,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, is_loopback, load_settings
 
 __all__ = ["main"]
 
@@ -35,18 +34,9 @@ def _state_dir(settings: Settings) -> Path:
     return PROJECT_DIR / settings.runtime.state_dir  # an absolute state_dir stays as it is
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     host, port = args.host or settings.api.host, args.port or settings.api.port
-    if not settings.api.auth_enabled and not _is_loopback(host):
+    if not settings.api.auth_enabled and not is_loopback(host):
         log.error(
             "refusing to serve on %s without tokens: set SENDENSE_AGENT_TOKENS (and SENDENSE_VIEWER_TOKENS), "
             "or listen on 127.0.0.1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
@@ -16,6 +17,16 @@ __all__ = [
     "Settings",
     "load_settings",
 ]
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses: the only binds allowed without credentials."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _env(name: str, default: str) -> str:

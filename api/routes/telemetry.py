@@ -18,7 +18,7 @@ from api.schemas import BatchRejection, BatchResult, DiskHistory, History, Updat
 from pipeline.ingest.models import JOB_ID_PATTERN, BatchBody, BatchUpdate, LooseBatchBody, TelemetryUpdate
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.jobs.vocabulary import JOB_TYPES
-from pipeline.metrics import UPDATES
+from pipeline.metrics import count_updates
 from pipeline.read.history import TelemetryHistory
 
 __all__ = ["TelemetryController"]
@@ -79,7 +79,7 @@ class UpdateBodyDTO(StrictBody[TelemetryUpdate]):
         try:
             return super().decode_bytes(value)
         except ValidationException:
-            UPDATES.labels("invalid").inc()
+            count_updates(400)
             raise
 
 
@@ -196,10 +196,10 @@ class TelemetryController(Controller):
         # The hot path: path parameters checked here with a compiled pattern, cheaper than Litestar's
         # per-request conversion of constrained parameters (the document still shows the rules).
         if job_type not in JOB_TYPES:
-            UPDATES.labels("invalid").inc()
+            count_updates(400)
             raise bad_request(f"job_type: expected one of {', '.join(sorted(JOB_TYPES))}, got {job_type!r}")
         if not _job_id.match(job_id):
-            UPDATES.labels("invalid").inc()
+            count_updates(400)
             raise bad_request(f"job_id: expected letters, digits, '.', '_', '-' (1-255 characters), got {job_id!r}")
         result = await ingest.submit(job_type, job_id, data)
         if result.status == 200:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from pipeline.ingest.models import BatchUpdate, TelemetryUpdate
 from pipeline.ingest.registry import JobEntry, JobRegistry
 from pipeline.jobs.store import JobStore, Outcome, StateChange
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
-from pipeline.metrics import ACK_SECONDS, UPDATES
+from pipeline.metrics import ACK_SECONDS, count_updates
 from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 from pipeline.settings import Settings
 from pipeline.tsdb.encoding import telemetry_line
@@ -21,7 +22,6 @@ __all__ = ["IngestError", "IngestResult", "TelemetryIngest"]
 
 
 # Refusals by HTTP status, as the sendense_updates counter labels them.
-_REFUSALS = {400: "invalid", 404: "unknown_job", 409: "finished", 503: "unavailable"}
 
 
 class IngestError(Exception):
@@ -161,9 +161,9 @@ class TelemetryIngest:
                 raise IngestError(503, exc.detail, retry_after=exc.retry_after) from exc
             result = self._answer(entry, change, outcome)
         except IngestError as exc:
-            UPDATES.labels(_REFUSALS.get(exc.status, str(exc.status))).inc()
+            count_updates(exc.status)
             raise
-        UPDATES.labels("terminal" if result.status == 200 else "accepted").inc()
+        count_updates(result.status)
         ACK_SECONDS.observe(time.perf_counter() - started)
         return result
 
@@ -188,7 +188,7 @@ class TelemetryIngest:
             lines.append(line)
             changes.append(change)
             entries.append((index, entry))
-        accepted = 0
+        accepted = terminal = 0
         if changes:
             try:
                 outcomes = await self.committer.commit(lines, changes)
@@ -198,10 +198,12 @@ class TelemetryIngest:
                 try:
                     result = self._answer(entry, change, outcome)
                     accepted += 1
-                    UPDATES.labels("terminal" if result.status == 200 else "accepted").inc()
+                    terminal += result.status == 200
                 except IngestError as exc:
                     rejected.append({"index": index, "status": exc.status, "detail": exc.detail})
         rejected.sort(key=lambda r: r["index"])
-        for refusal in rejected:
-            UPDATES.labels(_REFUSALS.get(refusal["status"], str(refusal["status"]))).inc()
+        count_updates(202, accepted - terminal)
+        count_updates(200, terminal)
+        for status, n in collections.Counter(r["status"] for r in rejected).items():
+            count_updates(status, n)
         return {"accepted": accepted, "rejected": rejected}

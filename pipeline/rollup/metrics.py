@@ -6,10 +6,11 @@ import json
 import math
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -57,9 +58,8 @@ class JobTotals:
         return cls(int(done[-1]), int(total[-1]), most if most >= 0 else None)
 
 
-@dataclass(frozen=True, slots=True)
-class DiskSummary:
-    """One disk's rolled-up transfer figures."""
+class DiskSummary(msgspec.Struct, frozen=True):
+    """One disk's rolled-up transfer figures (also the API contract's shape of `performance_metrics.disks`)."""
 
     disk_index: int
     snapshots_recorded: int
@@ -262,7 +262,8 @@ def rollup_metrics(
     columns = samples.arrays()
     durations = _durations(columns[0], columns[3], samples.phase_names())
     # int() because callers may hand over numpy integers, which json cannot encode.
-    disk_list = [{k: int(v) for k, v in asdict(d).items()} for d in sorted(disks, key=lambda d: d.disk_index)]
+    ordered = sorted(disks, key=lambda d: d.disk_index)
+    disk_list = [{k: int(v) for k, v in msgspec.structs.asdict(d).items()} for d in ordered]
     result = _figures(columns, totals, final_status, _headline(*columns[:2], started_at, completed_at))
     # Worst case while sizing: the counts can only shrink, and with them their digits.
     result |= {"phase_durations_omitted": len(durations), "disks_omitted": len(disk_list), **(extra or {})}
