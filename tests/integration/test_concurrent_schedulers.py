@@ -25,14 +25,20 @@ def test_two_schedulers_roll_each_job_up_exactly_once(agent, engine, stack, uniq
         {"job_type": "backup", "job_id": job_id, **update_body(i, total=8)} for job_id in job_ids for i in range(1, 8)
     ]
     assert agent.post("/telemetry/batch", json={"updates": updates}).json()["accepted"] == len(updates)
-    for n, job_id in enumerate(job_ids):
-        status = "failed" if n % 5 == 0 else "completed"
-        assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(8, total=8, status=status)).status_code == 200
 
     logs = [OUTPUT_DIR / f"scheduler-{unique}-{k}.log" for k in (1, 2)]
     env = {"SENDENSE_ROLLUP_INTERVAL": "0.3", "SENDENSE_ROLLUP_BATCH": "3"}
     procs = [stack.start_process("scheduler", log_path=log, env=env) for log in logs]
     try:
+        # Both running before any of our jobs finishes: one that starts late could find nothing left.
+        wait_for(
+            lambda: all(log.exists() and "scheduler: rollup every" in log.read_text() for log in logs),
+            timeout=60, interval=0.2, what="both schedulers to start",
+        )  # fmt: skip
+        for n, job_id in enumerate(job_ids):
+            status = "failed" if n % 5 == 0 else "completed"
+            answer = agent.post(f"/telemetry/backup/{job_id}", json=update_body(8, total=8, status=status))
+            assert answer.status_code == 200
 
         def all_rolled_up() -> bool:
             with engine.connect() as conn:
