@@ -249,6 +249,9 @@ class BackupJob(Struct):
     progress_percent: float
     current_phase: str | None
     last_telemetry_at: datetime | None
+    """The agent's timestamp of its newest update (durations and charts are on this clock)."""
+    last_seen_at: datetime | None
+    """When the server last accepted an update of this job, on its own clock (silence is judged on this one)."""
     error_message: str | None
     avg_speed_bps: int | None
     has_performance_metrics: bool

@@ -177,7 +177,8 @@ class SchedulerSettings:
     reaper_interval: float = field(default_factory=lambda: _env_float("SENDENSE_REAPER_INTERVAL", 60.0))
     """Seconds between stale-job checks."""
     stale_after: float = field(default_factory=lambda: _env_float("SENDENSE_STALE_JOB_TIMEOUT", 900.0))
-    """A running job silent for this many seconds is marked failed ("telemetry timeout")."""
+    """A running job the server has received no update from for this many seconds, on the server's own clock
+    (never the agent's timestamps), is marked failed ("telemetry timeout")."""
     rollup_max_attempts: int = field(default_factory=lambda: _env_int("SENDENSE_ROLLUP_MAX_ATTEMPTS", 5))
     """Failed rollups of one job (outages not counted) before it is set aside as failed-to-roll-up."""
     rollup_retry_base: float = field(default_factory=lambda: _env_float("SENDENSE_ROLLUP_RETRY_BASE", 30.0))

@@ -52,7 +52,10 @@ backup_jobs = Table(
     Column("transfer_speed_bps", BigInteger(), nullable=False, server_default="0"),
     Column("progress_percent", Numeric(5, 2), nullable=False, server_default="0"),
     Column("current_phase", String(100), nullable=True),
+    # Two clocks: the agent's timestamp of its newest update, and the database server's time of the
+    # commit that last accepted an update of the job (silence is judged on that one only).
     Column("last_telemetry_at", Moment, nullable=True),
+    Column("last_seen_at", Moment, nullable=True),
     Column("performance_metrics", JSON(), nullable=True, comment="Rolled-up telemetry for charts"),
     # Copied out of performance_metrics by the rollup so that it can be indexed portably
     # (a functional index on a JSON path is MySQL-8-only).
@@ -69,7 +72,7 @@ backup_jobs = Table(
     Index(None, "vm_name", "created_at"),
     Index(None, "repository_id", "created_at"),
     Index(None, "status", "rolled_up_at"),
-    Index(None, "status", "last_telemetry_at"),
+    Index(None, "status", "last_seen_at"),
     Index(None, "rolled_up_at", "purged_at"),
     Index(None, "avg_speed_bps"),
     Index(None, "created_at"),

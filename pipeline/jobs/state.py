@@ -93,17 +93,19 @@ WRITE_JOBS = (
     "bytes_transferred = VALUES(bytes_transferred), total_bytes = VALUES(total_bytes), "
     "transfer_speed_bps = VALUES(transfer_speed_bps), progress_percent = VALUES(progress_percent), "
     "current_phase = VALUES(current_phase), last_telemetry_at = VALUES(last_telemetry_at), "
-    "last_snapshot_at = COALESCE(VALUES(last_snapshot_at), last_snapshot_at)"
+    "last_seen_at = UTC_TIMESTAMP(6), last_snapshot_at = COALESCE(VALUES(last_snapshot_at), last_snapshot_at)"
 )
 """Many rows' new values in one statement: an upsert whose insert branch cannot happen (every row was
 just locked, so it exists and stays), hence the placeholder values of the NOT NULL columns it never
 writes (sent as parameters too: drivers batch many rows into one statement only when VALUES holds
-nothing but placeholders). The values are final, decided under the locks."""
+nothing but placeholders). The values are final, decided under the locks. `last_seen_at` is the
+database server's clock at the commit: one clock for every API process, which the reaper reads too."""
 TOUCH_JOB = (
     "UPDATE backup_jobs SET status = %s, started_at = COALESCE(%s, started_at), "
-    "last_snapshot_at = COALESCE(%s, last_snapshot_at) WHERE id = %s"
+    "last_snapshot_at = COALESCE(%s, last_snapshot_at), last_seen_at = UTC_TIMESTAMP(6) WHERE id = %s"
 )
-"""A job whose changes were all older than its state (late updates) still starts, or takes a snapshot."""
+"""A job whose changes were all older than its state (late updates) was still heard from: it may start,
+take a snapshot, and its silence ends."""
 LOCK_DISKS = (
     "SELECT job_id, disk_index, size_bytes, bytes_transferred, progress_percent, status, "
     f"{_US.format('last_telemetry_at')}, {_US.format('last_snapshot_at')} FROM backup_disks WHERE job_id IN ({{}})"
@@ -186,24 +188,26 @@ class _JobPlan:
     """The new values of one locked job row, decided from the changes of one commit."""
 
     __slots__ = (
-        "job_id", "vm_name", "status", "started_us", "state_us", "snapshot_us", "started", "state", "ended", "touch"
+        "job_id", "vm_name", "status", "started_us", "state_us", "snapshot_us", "started", "state", "ended", "heard"
     )  # fmt: skip
 
     def __init__(self, row: Sequence) -> None:
         self.job_id, status, self.started_us, self.state_us, self.snapshot_us = row[:5]
         self.vm_name = row[5] if len(row) > 5 else None
         self.status = "running" if status == "pending" else status
-        self.touch = status == "pending"
         self.started = False
         self.state: StateChange | None = None
         self.ended: StateChange | None = None
+        self.heard = False
+        """An update of this job was accepted: the server heard from it (`last_seen_at`), however late it was."""
 
     def take(self, c: StateChange, interval_us: int, mirror: list[tuple]) -> None:
+        self.heard = True
         # started_at is the job's earliest point, whenever it arrives: the rollup reads its points
         # between started_at and its end, which keeps a reader away from shards of other days.
         if self.started_us is None or c.at_us < self.started_us:
             self.started_us = c.at_us
-            self.started = self.touch = True
+            self.started = True
         if c.disk_index is not None or self.ended is not None:
             return
         if c.terminal:
@@ -213,7 +217,6 @@ class _JobPlan:
             return
         if _due(self.snapshot_us, c.at_us, interval_us):
             self.snapshot_us = c.at_us
-            self.touch = True
             mirror.append(_mirror_row(c, c.current_phase))
         if self.state_us is None or c.at_us >= self.state_us:
             self.state_us = c.at_us
@@ -297,7 +300,7 @@ def plan_commit(changes: Sequence[StateChange], rows: dict[str, Sequence], inter
                 )
         if job.state is not None:
             plan.writes.append(job.row(job.snapshot_us != snapshot_before))
-        elif job.touch:
+        elif job.heard:
             snapshot = _moment(job.snapshot_us) if job.snapshot_us != snapshot_before else None
             plan.touches.append((job.status, _moment(job.started_us) if job.started else None, snapshot, job_id))
     plan.machine_ends.sort(key=lambda end: end[-1])

@@ -15,7 +15,21 @@ from typing import Any
 
 from asyncmy.errors import OperationalError as AsyncOperationalError
 from asyncmy.pool import Pool
-from sqlalchemy import Connection, Engine, Row, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -227,29 +241,49 @@ class JobStore:
     # --- the scheduler's writes --------------------------------------------------------------------
 
     def reap(self, stale_after: float) -> list[str]:
-        """Fail every running job with no telemetry for `stale_after` seconds; returns their ids."""
-        now = utc_now()
-        cutoff = now - timedelta(seconds=stale_after)
-        last_seen = func.coalesce(backup_jobs.c.last_telemetry_at, backup_jobs.c.started_at, backup_jobs.c.created_at)
-        message = f"telemetry timeout: no telemetry for {stale_after:.0f} s"
+        """Fail every running job the server has heard nothing from for `stale_after` seconds; returns their ids.
+
+        Silence is judged on the server's clock only (`last_seen_at`, the database's time of the commit
+        that last accepted an update; a job never heard from counts from its creation), never on the
+        agent's timestamps: an agent that sends late or whose clock is behind keeps its job. The job ends
+        at the agent's time of its last update (nothing invented: its duration stays on one clock), and
+        the reason says how long the server heard nothing.
+        """
+        j = backup_jobs.c
+        heard = func.coalesce(j.last_seen_at, j.created_at)
+        silent_for = func.timestampdiff(literal_column("SECOND"), heard, func.utc_timestamp(literal_column("6")))
+        cutoff = literal_column(f"UTC_TIMESTAMP(6) - INTERVAL {int(stale_after * 1_000_000)} MICROSECOND")
         with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
             rows = conn.execute(
-                select(backup_jobs.c.id, backup_jobs.c.vm_name)
-                .where(backup_jobs.c.status == "running", last_seen < cutoff)
-                .order_by(backup_jobs.c.id)
+                select(j.id, j.vm_name, silent_for.label("silent_for"))
+                .where(
+                    j.status == "running",
+                    # Both branches read the (status, last_seen_at) index.
+                    or_(j.last_seen_at < cutoff, and_(j.last_seen_at.is_(None), j.created_at < cutoff)),
+                )
+                .order_by(j.id)
                 .with_for_update(skip_locked=True)
             ).all()
-            stale = [row.id for row in rows]
-            if not stale:
+            if not rows:
                 return []
             for vm_name in sorted({row.vm_name for row in rows}):
                 failed = sum(1 for row in rows if row.vm_name == vm_name)
                 conn.exec_driver_sql(END_MACHINE, (0, failed, 0, 0, None, None, None, vm_name))
-            conn.execute(
-                update(backup_jobs)
-                .where(backup_jobs.c.id.in_(stale), backup_jobs.c.status == "running")
-                .values(status="failed", error_message=message, completed_at=now)
-            )
+            for row in rows:
+                message = (
+                    f"telemetry timeout: the server received no update from this job for {int(row.silent_for)} s "
+                    f"(limit {stale_after:.0f} s)"
+                )
+                conn.execute(
+                    update(backup_jobs)
+                    .where(j.id == row.id, j.status == "running")
+                    .values(
+                        status="failed",
+                        error_message=message,
+                        completed_at=func.coalesce(j.last_telemetry_at, j.started_at, j.created_at),
+                    )
+                )
+            stale = [row.id for row in rows]
             conn.execute(
                 update(backup_disks)
                 .where(backup_disks.c.job_id.in_(stale), backup_disks.c.status.in_(ACTIVE_STATUSES))

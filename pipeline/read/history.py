@@ -59,6 +59,7 @@ class TelemetryHistory:
                     backup_jobs.c.progress_percent,
                     backup_jobs.c.current_phase,
                     backup_jobs.c.last_telemetry_at,
+                    backup_jobs.c.last_seen_at,
                     backup_jobs.c.started_at,
                     backup_jobs.c.vm_name,
                     backup_jobs.c.backup_type,
@@ -172,13 +173,13 @@ class TelemetryHistory:
         )
         if estimate.eta_seconds is None or origin is None:
             return {"eta_seconds": None, "eta_at": None, "eta_reason": estimate.reason or "no telemetry yet"}
-        # The estimate runs from the last update; the answer from now.
-        end = origin + chart[-1]["t"] + estimate.eta_seconds
-        return {
-            "eta_seconds": round(max(0.0, end - time.time()), 1),
-            "eta_at": datetime.fromtimestamp(end, UTC),
-            "eta_reason": None,
-        }
+        # The estimate runs from the last update, on the agent's clock; the answer runs from now, on the
+        # server's: what the server has waited since it heard that update is taken off (an agent whose
+        # clock is behind, or that sends late, must not move the end by hours).
+        now = time.time()
+        waited = 0.0 if job.last_seen_at is None else max(0.0, now - epoch_ns(job.last_seen_at) / 1e9)
+        left = max(0.0, estimate.eta_seconds - waited)
+        return {"eta_seconds": round(left, 1), "eta_at": datetime.fromtimestamp(now + left, UTC), "eta_reason": None}
 
     async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str, float | None, dict]:
         """The live chart, where it came from, the epoch seconds its `t` counts from, and the stage

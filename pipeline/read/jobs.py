@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, select, text
@@ -19,11 +19,19 @@ MAX_LIST = 1000
 
 
 def duration_seconds(row: Row | Any, now: datetime | None = None) -> float | None:
-    """Seconds from start (or creation) to completion, or to now for a running job."""
+    """Seconds from start (or creation) to completion, or so far for a running job; on one clock.
+
+    `started_at` and `completed_at` are the agent's timestamps (its first and last update). A running
+    job's time so far is the agent's span up to its last update plus the server's time since it heard
+    that update: an agent whose clock is behind, or that sends late, gets neither hours added nor taken.
+    """
     start = row.started_at or (row.created_at if row.completed_at else None)
     if start is None:
         return None
-    end = row.completed_at or (now if row.status == "running" else None)
+    end = row.completed_at
+    if end is None and row.status == "running" and now is not None:
+        last, seen = getattr(row, "last_telemetry_at", None), getattr(row, "last_seen_at", None)
+        end = now if last is None or seen is None else last + max(now - seen, timedelta(0))
     if end is None:
         return None
     return round(max((end - start).total_seconds(), 0.0), 3)
@@ -49,6 +57,7 @@ def job_view(row: Row, disks: Iterable[Row] = (), now: datetime | None = None) -
         "progress_percent": float(row.progress_percent),
         "current_phase": row.current_phase,
         "last_telemetry_at": aware(row.last_telemetry_at),
+        "last_seen_at": aware(row.last_seen_at),
         "error_message": row.error_message,
         "avg_speed_bps": row.avg_speed_bps,
         "has_performance_metrics": row.rolled_up_at is not None,

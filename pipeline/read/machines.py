@@ -125,7 +125,7 @@ def _flow_view(row, rpo_default: int, now: datetime) -> dict:
 
 _TREND_SQL = text(
     """
-    SELECT id, backup_type, job_type, status, created_at, started_at, completed_at,
+    SELECT id, backup_type, job_type, status, created_at, started_at, completed_at, last_telemetry_at, last_seen_at,
            bytes_transferred, total_bytes, avg_speed_bps,
            JSON_EXTRACT(performance_metrics, '$.anomalies') AS anomalies
     FROM backup_jobs WHERE vm_name = :vm ORDER BY created_at DESC, id DESC LIMIT :limit

@@ -145,12 +145,13 @@ def test_stale_running_job_is_failed_by_the_reaper_and_rolled_up(agent, influx, 
     job_id = _create(agent, f"e2e-stale-{unique}")
     assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(1)).status_code == 202
     assert agent.get(f"/backups/{job_id}").json()["status"] == "running", "a 202 means the state is committed"
-    # Silent for two hours (other tests' jobs are recent, so only leftovers of old runs are reaped too).
+    # The server heard nothing for two hours (other tests' jobs are recent, so only leftovers of old runs
+    # are reaped too).
     with engine.begin() as conn:
         conn.execute(
             update(backup_jobs)
             .where(backup_jobs.c.id == job_id)
-            .values(last_telemetry_at=func.date_sub(func.utc_timestamp(6), text("INTERVAL 2 HOUR")))
+            .values(last_seen_at=func.date_sub(func.utc_timestamp(6), text("INTERVAL 2 HOUR")))
         )
     reaped = JobStore(engine).reap(stale_after=3600)
     assert job_id in reaped

@@ -35,6 +35,22 @@ def test_an_older_update_is_acknowledged_but_does_not_overwrite_a_newer_state():
     assert plan.writes == []
 
 
+def test_a_late_update_still_ends_the_jobs_silence_on_the_servers_clock():
+    # Older than the job's state, not a new start, no snapshot due: the row is still touched, which sets
+    # last_seen_at (the reaper would otherwise fail a job whose agent is sending its backlog).
+    plan = plan_commit(
+        [change(at=80 * SECOND)], {"j": row(started=50 * SECOND, state=90 * SECOND, snapshot=79 * SECOND)}, INTERVAL
+    )
+    assert plan.writes == [] and plan.mirror == []
+    assert plan.touches == [("running", None, None, "j")]
+
+
+def test_refused_updates_do_not_count_as_hearing_from_the_job():
+    plan = plan_commit([change(at=80 * SECOND)], {"j": row(status="failed")}, INTERVAL)
+    assert plan.outcomes == [Outcome(409, "failed")]
+    assert plan.writes == [] and plan.touches == []
+
+
 def test_the_newest_of_several_changes_wins_whatever_their_order():
     changes = [change(at=120 * SECOND), change(at=110 * SECOND)]
     plan = plan_commit(changes, {"j": row(started=50 * SECOND, state=90 * SECOND)}, INTERVAL)
