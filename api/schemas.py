@@ -433,11 +433,29 @@ class GroupCommitCheck(Struct):
     failing_since: float | None
 
 
+class ReconcileRun(Struct):
+    mode: Literal["changed", "all"]
+    finished_at: datetime
+    machines_checked: int
+    machines_corrected: int
+
+
+class SummaryCheck(Struct):
+    """Drift of the per-machine summaries (informational): jobs changed outside the job store since the last
+    reconcile (counted up to 10,000), and that run's corrections (`sendense reconcile`)."""
+
+    ok: bool
+    jobs_changed_outside: int
+    last_run: ReconcileRun | None
+
+
 class ReadinessChecks(Struct):
     mysql: StoreCheck
     influxdb: StoreCheck
     group_commit: GroupCommitCheck
     rollup: RollupCheck | UnsetType = UNSET
+    """Left out when MySQL does not answer."""
+    summary: SummaryCheck | UnsetType = UNSET
     """Left out when MySQL does not answer."""
 
 

@@ -1,5 +1,5 @@
-"""The composition root: the `sendense` console script (api, scheduler, dashboard, migrate, simulate,
-demo). Each command reads the settings once and builds its process from them; nothing below this
+"""The composition root: the `sendense` console script (api, scheduler, dashboard, migrate, reconcile,
+import, simulate, demo). Each command reads the settings once and builds its process from them; nothing below this
 module reads the environment or picks an implementation on its own."""
 
 from __future__ import annotations
@@ -147,6 +147,82 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     for line in ensure_influx_schema(settings.influx):
         log.info("InfluxDB %s: %s", settings.influx.database, line)
     return 0
+
+
+def _summary_services(settings: Settings, batch: int | None):
+    from pipeline.db.engine import create_db_engine
+    from pipeline.jobs.store import JobStore
+    from pipeline.reconcile.store import SummaryReconciler
+
+    engine = create_db_engine(settings.mysql, pool_size=2)
+    store = JobStore(engine)
+    s = settings.scheduler
+    reconciler = SummaryReconciler(engine, store, batch_size=batch or s.reconcile_batch, overlap=s.reconcile_overlap)
+    return engine, store, reconciler
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    engine, _, reconciler = _summary_services(settings, args.batch)
+    mode = "all" if args.all else "changed"
+
+    def progress(report) -> None:
+        print(
+            f"reconcile: {report.machines_checked:,} machines checked, {report.machines_corrected:,} corrected",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        report = reconciler.run(mode, dry_run=args.check, progress=progress)
+    finally:
+        engine.dispose()
+    print(json.dumps(report.as_dict(), indent=2))
+    verb = "would correct" if args.check else "corrected"
+    print(
+        f"reconcile ({mode}): {report.machines_checked:,} machines checked, {verb} {report.machines_corrected:,} "
+        f"({report.corrections_total:,} fields), {report.machines_created:,} machines known only from their jobs",
+        file=sys.stderr,
+    )
+    return 1 if args.check and report.corrections_total else 0
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.reconcile.importer import HistoryImporter, csv_rows, mysql_rows
+
+    engine, store, reconciler = _summary_services(settings, None)
+    importer = HistoryImporter(engine, store, reconciler, settings.scheduler.chart_max_points)
+    if args.csv:
+        path = Path(args.csv)
+        if not path.is_file():
+            log.error("no such file: %s", path)
+            return 2
+        rows = csv_rows(path)
+    else:
+        rows = mysql_rows(args.mysql_url, args.table, batch_size=args.batch)
+
+    def progress(report) -> None:
+        print(
+            f"import: {report.read:,} rows read, {report.imported:,} imported, "
+            f"{report.already_present:,} already present, {report.rejected:,} refused",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        report = importer.run(rows, batch_size=args.batch, dry_run=args.dry_run, progress=progress)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        engine.dispose()
+    print(json.dumps(report.as_dict(), indent=2, default=str))
+    for rejection in report.rejections[:20]:
+        print(f"refused row {rejection['row']} ({rejection['id']}): {rejection['reason']}", file=sys.stderr)
+    return 1 if report.rejected else 0
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -323,6 +399,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="create or upgrade the MySQL schema and the InfluxDB database").set_defaults(
         func=cmd_migrate
     )
+    rec = sub.add_parser(
+        "reconcile", help="recompute machines' summaries from backup_jobs (those changed outside the pipeline)"
+    )
+    rec.add_argument("--all", action="store_true", help="every machine (also finds jobs deleted or moved)")
+    rec.add_argument("--check", action="store_true", help="report what is wrong, change nothing; exit 1 if any")
+    rec.add_argument("--batch", type=int, help="machines per transaction (default SENDENSE_RECONCILE_BATCH)")
+    rec.set_defaults(func=cmd_reconcile)
+    imp = sub.add_parser("import", help="bring an existing job history (the job sheet's backup_jobs rows) in")
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", help="a CSV file whose header names backup_jobs columns")
+    source.add_argument("--mysql-url", help="SQLAlchemy URL of the database holding the table")
+    imp.add_argument("--table", default="backup_jobs", help="the table to read with --mysql-url")
+    imp.add_argument("--batch", type=int, default=1000, help="rows per transaction")
+    imp.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
+    imp.set_defaults(func=cmd_import)
     sim = sub.add_parser("simulate", help="run simulated backup agents against the API")
     sim.add_argument("--api")
     sim.add_argument("--token")

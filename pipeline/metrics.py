@@ -100,11 +100,24 @@ class SchedulerMetrics:
         self.purge_backlog = Gauge(
             "sendense_purge_backlog", "Rolled-up jobs whose raw telemetry is not purged yet", registry=r
         )
+        self.summary_drift = Gauge(
+            "sendense_summary_drift_machines",
+            "Machines whose summary the last reconcile found wrong (and corrected)",
+            registry=r,
+        )
+        self.summary_corrections = Counter(
+            "sendense_summary_corrections", "Summary fields corrected by reconciles", registry=r
+        )
+        self.jobs_changed_outside = Gauge(
+            "sendense_jobs_changed_outside",
+            "Jobs changed outside the job store since the last reconcile (not reconciled yet)",
+            registry=r,
+        )
         self._last_run: dict[str, float] = {}
         self.last_run_age = Gauge(
             "sendense_scheduler_last_run_age_seconds", "Seconds since each job last ran to its end", ["job"], registry=r
         )
-        for job in ("rollup", "purge", "reaper"):
+        for job in ("rollup", "purge", "reaper", "reconcile"):
             self.last_run_age.labels(job).set_function(self._age(job))
 
     def _age(self, job: str) -> Callable[[], float]:

@@ -1,9 +1,9 @@
-"""build_scheduler(settings): the rollup, purge and reaper jobs in one APScheduler process."""
+"""build_scheduler(settings): the rollup, purge, reaper and reconcile jobs in one APScheduler process."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -12,6 +12,8 @@ from pipeline.jobs.store import JobStore
 from pipeline.metrics import SchedulerMetrics
 from pipeline.outages import describe_outage, is_outage
 from pipeline.read.jobs import rollup_backlog
+from pipeline.reconcile.store import DriftState, SummaryReconciler
+from pipeline.reconcile.vocabulary import ReconcileMode
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
 from pipeline.rollup.reader import TelemetryReader
@@ -24,7 +26,7 @@ log = logging.getLogger("sendense.scheduler")
 
 
 class SchedulerJobs:
-    """The three jobs, each safe to run while other scheduler processes run them too.
+    """The jobs, each safe to run while other scheduler processes run them too.
 
     An outage stops a run quietly (one warning, the next run tries again); anything else is a bug
     and is logged with its traceback. Neither stops the scheduler.
@@ -37,6 +39,12 @@ class SchedulerJobs:
         self.store = JobStore(self.engine)
         self.influx = SyncInflux(settings.influx)
         self.purger = TelemetryPurger(self.store, self.influx, settings.influx.summary_rp)
+        self.reconciler = SummaryReconciler(
+            self.engine,
+            self.store,
+            batch_size=settings.scheduler.reconcile_batch,
+            overlap=settings.scheduler.reconcile_overlap,
+        )
         self.rollup = RollupJob(
             self.store,
             TelemetryReader(self.influx, settings.influx.raw_rp),
@@ -94,23 +102,51 @@ class SchedulerJobs:
 
         return self._guard("reaper", reap, 0)
 
+    def reconcile(self, mode: ReconcileMode = "changed") -> int:
+        """Recompute the summaries of machines whose jobs changed outside the job store (or all); returns
+        the machines corrected."""
+
+        def run() -> int:
+            report = self.reconciler.run(mode)
+            self.metrics.summary_drift.set(report.machines_corrected)
+            self.metrics.summary_corrections.inc(report.corrections_total)
+            self.metrics.jobs_changed_outside.set(DriftState(self.engine).read()["jobs_changed_outside"])
+            return report.machines_corrected
+
+        return self._guard("reconcile", run, 0)
+
     def close(self) -> None:
         self.influx.close()
         self.engine.dispose()
 
 
 def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJobs]:
-    """A blocking scheduler running rollup, purge and reaper at their configured intervals."""
+    """A blocking scheduler running rollup, purge, reaper and reconciles at their configured intervals (an
+    interval of 0 turns a reconcile off)."""
     jobs = SchedulerJobs(settings)
     scheduler = BlockingScheduler(timezone=UTC)
     now = datetime.now(UTC)
     s = settings.scheduler
-    for func, seconds, name in (
-        (jobs.reap, s.reaper_interval, "reaper"),
-        (jobs.roll_up, s.rollup_interval, "rollup"),
-        (jobs.purge, s.purge_interval, "purge"),
-    ):
+    # The full reconcile waits one interval: a scheduler restarting often must not sweep every machine each
+    # time (the upgrade that added the marks marked every existing job, so the first `changed` run covers them).
+    runs = [
+        (jobs.reap, s.reaper_interval, "reaper", now),
+        (jobs.roll_up, s.rollup_interval, "rollup", now),
+        (jobs.purge, s.purge_interval, "purge", now),
+        (jobs.reconcile, s.reconcile_interval, "reconcile", now),
+        (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
+    ]
+    for func, seconds, name, first in runs:
+        if seconds <= 0:
+            continue
         scheduler.add_job(
-            func, "interval", seconds=seconds, id=name, name=name, next_run_time=now, max_instances=1, coalesce=True
+            func,
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            next_run_time=first or now + timedelta(seconds=seconds),
+            max_instances=1,
+            coalesce=True,
         )
     return scheduler, jobs

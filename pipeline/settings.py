@@ -187,6 +187,16 @@ class SchedulerSettings:
     """Longest wait between two rollup attempts of one job."""
     chart_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_CHART_MAX_POINTS", 100))
     """Most points kept in `performance_metrics.chart_data`."""
+    reconcile_interval: float = field(default_factory=lambda: _env_float("SENDENSE_RECONCILE_INTERVAL", 3600.0))
+    """Seconds between reconciles of the machines whose jobs were changed outside the job store (0: never)."""
+    reconcile_full_interval: float = field(
+        default_factory=lambda: _env_float("SENDENSE_RECONCILE_FULL_INTERVAL", 86400.0)
+    )
+    """Seconds between reconciles of every machine, which also find jobs deleted or moved (0: never)."""
+    reconcile_batch: int = field(default_factory=lambda: _env_int("SENDENSE_RECONCILE_BATCH", 200))
+    """Machines per reconcile transaction: their rows are locked for one batch only."""
+    reconcile_overlap: float = field(default_factory=lambda: _env_float("SENDENSE_RECONCILE_OVERLAP", 600.0))
+    """Seconds a reconcile looks back past the previous run's start (a change committed late is still seen)."""
     metrics_port: int = field(default_factory=lambda: _env_int("SENDENSE_SCHEDULER_METRICS_PORT", 9108))
     """Port of the scheduler's Prometheus metrics (0: none). A second scheduler on the host runs without."""
     metrics_host: str = field(default_factory=lambda: _env("SENDENSE_SCHEDULER_METRICS_HOST", "127.0.0.1"))

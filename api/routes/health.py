@@ -10,17 +10,18 @@ from sqlalchemy import Engine, text
 from api.schemas import Liveness, Readiness, to_body
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.read.jobs import rollup_backlog
+from pipeline.reconcile.store import DriftState
 from pipeline.tsdb.influx import AsyncInflux
 
 __all__ = ["HealthController"]
 
 
-def _rollup_state(engine: Engine) -> dict:
+def _rollup_state(engine: Engine) -> tuple[dict, dict]:
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     backlog = rollup_backlog(engine)
     backlog.pop("running")
-    return backlog
+    return backlog, DriftState(engine).read()
 
 
 class HealthController(Controller):
@@ -41,13 +42,15 @@ class HealthController(Controller):
     async def ready(self, engine: Engine, influx: AsyncInflux, ingest: TelemetryIngest) -> Response[Readiness]:
         """Both stores answer and group commits succeed; 503 with the reason otherwise.
 
-        `rollup` reports the scheduler's backlog and the jobs set aside after failed rollups
-        (informational: it does not make this process unready)."""
+        `rollup` reports the scheduler's backlog and the jobs set aside after failed rollups, `summary` the
+        jobs changed outside the job store not reconciled yet (both informational: they do not make this
+        process unready)."""
         checks: dict[str, dict] = {}
         try:
-            rollup = await to_thread.run_sync(_rollup_state, engine)
+            rollup, drift = await to_thread.run_sync(_rollup_state, engine)
             checks["mysql"] = {"ok": True}
             checks["rollup"] = {"ok": True, **rollup}
+            checks["summary"] = {"ok": True, **drift}
         except Exception as exc:
             checks["mysql"] = {"ok": False, "error": str(exc)[:300]}
         influx_ok = await influx.ping()

@@ -19,7 +19,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import DATETIME, TIMESTAMP
 
-__all__ = ["backup_disks", "backup_jobs", "job_disk_charts", "job_telemetry_snapshots", "machines", "metadata"]
+__all__ = [
+    "backup_disks",
+    "backup_jobs",
+    "job_disk_charts",
+    "job_telemetry_snapshots",
+    "machines",
+    "metadata",
+    "summary_reconcile_runs",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -69,6 +77,14 @@ backup_jobs = Table(
     Column("rollup_last_error", Text(), nullable=True),
     Column("rollup_next_attempt_at", Moment, nullable=True),
     Column("rollup_failed_at", Moment, nullable=True),
+    # Set by the database when anyone but the job store inserts or updates the row (the job store keeps it
+    # NULL in every write): the machines whose summary `sendense reconcile` must recompute. See migration 0006.
+    Column(
+        "external_change_at",
+        TIMESTAMP(fsp=6),
+        nullable=True,
+        server_default=text("CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"),
+    ),
     Index(None, "vm_name", "created_at"),
     Index(None, "repository_id", "created_at"),
     Index(None, "status", "rolled_up_at"),
@@ -77,6 +93,7 @@ backup_jobs = Table(
     Index(None, "avg_speed_bps"),
     Index(None, "created_at"),
     Index(None, "rollup_failed_at"),
+    Index(None, "external_change_at", "vm_name"),
 )
 
 backup_disks = Table(
@@ -120,6 +137,23 @@ machines = Table(
     Column("rpo_seconds", Integer(), nullable=True),
     Index(None, "last_job_at"),
     Index(None, "last_success_at"),
+)
+
+# One row per run of `sendense reconcile`: what it checked and corrected, and where the next run starts.
+summary_reconcile_runs = Table(
+    "summary_reconcile_runs",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("mode", String(20), nullable=False),
+    Column("started_at", Moment, nullable=False),
+    Column("finished_at", Moment, nullable=False),
+    # Jobs marked after this (less an overlap) are what the next `changed` run looks at.
+    Column("watermark", Moment, nullable=False),
+    Column("machines_checked", Integer(), nullable=False, server_default="0"),
+    Column("machines_corrected", Integer(), nullable=False, server_default="0"),
+    Column("machines_created", Integer(), nullable=False, server_default="0"),
+    Column("corrections", JSON(), nullable=False),
+    Index(None, "finished_at"),
 )
 
 # Each disk's speed curve of a rolled-up job (bounded), kept after its raw points are purged.

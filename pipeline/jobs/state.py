@@ -93,16 +93,20 @@ WRITE_JOBS = (
     "bytes_transferred = VALUES(bytes_transferred), total_bytes = VALUES(total_bytes), "
     "transfer_speed_bps = VALUES(transfer_speed_bps), progress_percent = VALUES(progress_percent), "
     "current_phase = VALUES(current_phase), last_telemetry_at = VALUES(last_telemetry_at), "
-    "last_seen_at = UTC_TIMESTAMP(6), last_snapshot_at = COALESCE(VALUES(last_snapshot_at), last_snapshot_at)"
+    "last_seen_at = UTC_TIMESTAMP(6), last_snapshot_at = COALESCE(VALUES(last_snapshot_at), last_snapshot_at), "
+    "external_change_at = external_change_at"
 )
 """Many rows' new values in one statement: an upsert whose insert branch cannot happen (every row was
 just locked, so it exists and stays), hence the placeholder values of the NOT NULL columns it never
 writes (sent as parameters too: drivers batch many rows into one statement only when VALUES holds
 nothing but placeholders). The values are final, decided under the locks. `last_seen_at` is the
-database server's clock at the commit: one clock for every API process, which the reaper reads too."""
+database server's clock at the commit: one clock for every API process, which the reaper reads too.
+Naming `external_change_at` keeps the database from marking the row as changed outside the job store
+(see `KEEP_UNMARKED`)."""
 TOUCH_JOB = (
     "UPDATE backup_jobs SET status = %s, started_at = COALESCE(%s, started_at), "
-    "last_snapshot_at = COALESCE(%s, last_snapshot_at), last_seen_at = UTC_TIMESTAMP(6) WHERE id = %s"
+    "last_snapshot_at = COALESCE(%s, last_snapshot_at), last_seen_at = UTC_TIMESTAMP(6), "
+    "external_change_at = external_change_at WHERE id = %s"
 )
 """A job whose changes were all older than its state (late updates) was still heard from: it may start,
 take a snapshot, and its silence ends."""

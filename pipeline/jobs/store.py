@@ -54,6 +54,7 @@ from pipeline.jobs.state import (
 from pipeline.jobs.vocabulary import ACTIVE_STATUSES, TERMINAL_STATUSES
 
 __all__ = [
+    "KEEP_UNMARKED",
     "JobConflict",
     "JobStore",
     "Outcome",
@@ -70,6 +71,10 @@ _CONNECTION_LOST = (2006, 2013)
 _APPLY_ATTEMPTS = 4
 
 log = logging.getLogger(__name__)
+
+KEEP_UNMARKED = {"external_change_at": backup_jobs.c.external_change_at}
+"""Values of every UPDATE of `backup_jobs` here: a write that names `external_change_at` (setting it to
+itself) is not marked by the database's ON UPDATE, so only writers other than this store mark rows."""
 
 
 class JobConflict(Exception):
@@ -133,6 +138,7 @@ class JobStore:
                 status="pending",
                 created_at=now,
                 total_bytes=total,
+                external_change_at=None,
             )
         )
         if body.disks:
@@ -281,6 +287,7 @@ class JobStore:
                         status="failed",
                         error_message=message,
                         completed_at=func.coalesce(j.last_telemetry_at, j.started_at, j.created_at),
+                        **KEEP_UNMARKED,
                     )
                 )
             stale = [row.id for row in rows]
@@ -317,6 +324,55 @@ class JobStore:
             ).first()
             yield None if row is None else RollupClaim(conn, row)
 
+    # --- reconciliation and imports ------------------------------------------------------------
+
+    @staticmethod
+    def write_machine_summaries(conn: Connection, writes: Sequence[dict]) -> None:
+        """Set machines' derived counters to what their jobs say (`sendense reconcile`), in the caller's
+        transaction, which holds these machines' rows locked; a machine known only from its jobs gets its
+        row (`repository_id`, `created_at` of its first job)."""
+        now = utc_now()
+        rows = [
+            {
+                "repository_id": None,
+                "created_at": now,
+                **w,
+                "updated_at": now,
+            }
+            for w in writes
+        ]
+        stmt = mysql_insert(machines)
+        summary = ("total_jobs", "successful", "failed", "cancelled", "protected_bytes", "last_job_id")
+        conn.execute(
+            stmt.on_duplicate_key_update(
+                {
+                    **{name: stmt.inserted[name] for name in summary},
+                    "last_job_at": stmt.inserted.last_job_at,
+                    "last_success_at": stmt.inserted.last_success_at,
+                    "updated_at": stmt.inserted.updated_at,
+                }
+            ),
+            rows,
+        )
+
+    @staticmethod
+    def insert_imported(conn: Connection, rows: Sequence[dict]) -> list[str]:
+        """Insert imported job rows (validated `backup_jobs` values) whose ids are not taken; returns the ids
+        inserted. The rows are this store's from now on: unmarked, so reconciling them is the caller's
+        (it reconciles their machines in the same run)."""
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        taken = set(
+            conn.execute(
+                select(backup_jobs.c.id).where(backup_jobs.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids}
+            ).scalars()
+        )
+        new = [{**r, "external_change_at": None} for r in rows if r["id"] not in taken]
+        if new:
+            conn.execute(insert(backup_jobs), new)
+        return [r["id"] for r in new]
+
     def set_rpo(self, vm_name: str, rpo_seconds: int | None) -> bool:
         """Set (None: clear) a machine's own recovery-point objective; False if the machine is unknown."""
         with self.engine.begin() as conn:
@@ -331,7 +387,9 @@ class JobStore:
         """The raw telemetry of a rolled-up job is gone: delete its mirror rows and say so."""
         with self.engine.begin() as conn:
             conn.execute(delete(job_telemetry_snapshots).where(job_telemetry_snapshots.c.job_id == job_id))
-            conn.execute(update(backup_jobs).where(backup_jobs.c.id == job_id).values(purged_at=utc_now()))
+            conn.execute(
+                update(backup_jobs).where(backup_jobs.c.id == job_id).values(purged_at=utc_now(), **KEEP_UNMARKED)
+            )
 
     def unpurged(self, columns: Sequence[Any], limit: int) -> list[Row]:
         """Rolled-up jobs whose purge has not finished (a crash, an outage)."""
@@ -380,6 +438,7 @@ class RollupClaim:
                 avg_speed_bps=metrics["avg_speed_bps"],
                 rolled_up_at=utc_now(),
                 rollup_next_attempt_at=None,
+                **KEEP_UNMARKED,
             )
         )
 
@@ -396,6 +455,7 @@ class RollupClaim:
                 rollup_last_error=error[:4000],
                 rollup_next_attempt_at=None if gave_up else now + timedelta(seconds=policy.delay(attempts)),
                 rollup_failed_at=now if gave_up else None,
+                **KEEP_UNMARKED,
             )
         )
         return attempts, gave_up
