@@ -97,7 +97,8 @@ class TelemetryHistory:
                         "total_bytes": job.total_bytes,
                         "transfer_speed_bps": job.transfer_speed_bps,
                         "progress_percent": float(job.progress_percent),
-                        "current_phase": job.current_phase,
+                        # The column is NULL for rows written without telemetry; the job sheet reads a string.
+                        "current_phase": job.current_phase or "",
                     },
                     "chart_data": chart,
                     "chart_source": source,
