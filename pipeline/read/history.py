@@ -200,7 +200,9 @@ class TelemetryHistory:
         stats = await self.influx.query(*queries.chart_bounds(self.source, job_id, start_ns, end_ns), epoch="ms")
         values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
         load_series = stats[3].get("series") if len(stats) > 3 else None
-        loads = dict(zip(STAGES, load_series[0]["values"][0][1:], strict=True)) if load_series else {}
+        # A stage the agent never reported comes back null: it is left out, not answered as null.
+        last_loads = zip(STAGES, load_series[0]["values"][0][1:], strict=True) if load_series else ()
+        loads = {stage: load for stage, load in last_loads if load is not None}
         count = values[0][1] or 0
         if count == 0:
             return [], "influxdb", None, {}
