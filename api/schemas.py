@@ -137,13 +137,13 @@ class PerformanceMetrics(Struct):
 
 
 class CurrentState(Struct):
-    """The job's latest reported figures."""
+    """The job's latest reported figures (the job sheet's `current_state`: no field is ever null)."""
 
     bytes_transferred: int
     total_bytes: int
     transfer_speed_bps: int
     progress_percent: float
-    current_phase: str | None
+    current_phase: Annotated[str, Meta(description='The last phase reported; "" when none is known, never null.')]
     stage_load: dict[str, float] | UnsetType = UNSET
     """Running jobs: each stage's load in % from the last update (empty when the agent reports none)."""
 

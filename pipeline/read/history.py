@@ -98,7 +98,8 @@ class TelemetryHistory:
                         "total_bytes": job.total_bytes,
                         "transfer_speed_bps": job.transfer_speed_bps,
                         "progress_percent": float(job.progress_percent),
-                        "current_phase": job.current_phase,
+                        # The column is NULL for rows written without telemetry; the job sheet reads a string.
+                        "current_phase": job.current_phase or "",
                     },
                     "chart_data": chart,
                     "chart_source": source,
@@ -200,7 +201,9 @@ class TelemetryHistory:
         stats = await self.influx.query(*queries.chart_bounds(self.source, job_id, start_ns, end_ns), epoch="ms")
         values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
         load_series = stats[3].get("series") if len(stats) > 3 else None
-        loads = dict(zip(STAGES, load_series[0]["values"][0][1:], strict=True)) if load_series else {}
+        # A stage the agent never reported comes back null: it is left out, not answered as null.
+        last_loads = zip(STAGES, load_series[0]["values"][0][1:], strict=True) if load_series else ()
+        loads = {stage: load for stage, load in last_loads if load is not None}
         count = values[0][1] or 0
         if count == 0:
             return [], "influxdb", None, {}
