@@ -50,9 +50,9 @@ class JobSummarizer:
         self.reader = reader
         self.max_chart_points = max_chart_points
 
-    def summarize(self, job: Row, conn: Connection) -> tuple[dict, dict[int, list[dict]]]:
+    def summarize(self, job: Row, conn: Connection, *, curves: bool = True) -> tuple[dict, dict[int, list[dict]]]:
         """(performance_metrics, {disk_index: curve}) of a finished job row with `SUMMARY_COLUMNS`;
-        `conn` reads the VM's previous runs (the anomaly baseline)."""
+        `conn` reads the VM's previous runs (the anomaly baseline). `curves=False`: no disk curves read."""
         reader = self.reader
         common = {
             "final_status": job.status,
@@ -76,5 +76,5 @@ class JobSummarizer:
             previous = previous_runs(conn, job.vm_name, job.backup_type, job.id, job.created_at)
             extra["anomalies"] = [a.as_dict() for a in detect_anomalies(run, previous)]
             extra["anomaly_baseline_runs"] = len(previous)
-        curves = reader.disk_curves(window) if disks else {}
-        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common), curves
+        kept = reader.disk_curves(window) if disks and curves else {}
+        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common), kept
