@@ -24,9 +24,10 @@ from pipeline.db.engine import create_async_pool, create_db_engine
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.jobs.store import JobStore
 from pipeline.metrics import render
+from pipeline.read.finished import FinishedSummaries
 from pipeline.read.history import TelemetryHistory
 from pipeline.settings import Settings, load_settings
-from pipeline.tsdb.influx import AsyncInflux
+from pipeline.tsdb.influx import AsyncInflux, SyncInflux
 
 __all__ = ["Services", "create_app"]
 
@@ -71,7 +72,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         store = JobStore(engine, pool)
         ingest = TelemetryIngest(settings, store, influx)
         services.engine, services.influx, services.store, services.ingest = engine, influx, store, ingest
-        services.history = TelemetryHistory(engine, influx, settings.influx.raw_rp)
+        # The rollup's reader is blocking: finished jobs' summaries are computed in worker threads, on a
+        # client of their own (the event loop's AsyncInflux serves everything else).
+        summary_influx = SyncInflux(settings.influx)
+        finished = FinishedSummaries(
+            engine,
+            summary_influx,
+            settings.influx.raw_rp,
+            settings.scheduler.chart_max_points,
+            retry_after=settings.ingest.retry_after,
+        )
+        services.history = TelemetryHistory(engine, influx, settings.influx.raw_rp, finished=finished)
         if not settings.api.auth_enabled:
             log.warning(
                 "no SENDENSE_AGENT_TOKENS or SENDENSE_VIEWER_TOKENS configured: serving without "
@@ -87,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await ingest.stop()
             await influx.aclose()
+            summary_influx.close()
             pool.close()
             await pool.wait_closed()
             engine.dispose()

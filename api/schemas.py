@@ -149,7 +149,8 @@ class CurrentState(Struct):
 
 
 class RolledUpHistory(Struct, tag_field="data_source", tag="rolled_up"):
-    """The job is finished and summarised: the summary, and nothing of its raw points."""
+    """The job is finished: its summary (stored by the rollup, or until then computed from its points by
+    the same code), and nothing of its raw points."""
 
     job_id: str
     status: JobStatus
@@ -157,7 +158,7 @@ class RolledUpHistory(Struct, tag_field="data_source", tag="rolled_up"):
 
 
 class LiveHistory(Struct, tag_field="data_source", tag="live_snapshots"):
-    """Running, or finished and not rolled up yet: the chart from the raw points (`chart_source`
+    """Running (or finished with a rollup that fails): the chart from the raw points (`chart_source`
     `job_telemetry_snapshots` when InfluxDB does not answer and the MySQL mirror stands in)."""
 
     job_id: str

@@ -27,11 +27,12 @@ if str(PROJECT_DIR) not in sys.path:  # `python bench/x.py` puts bench/ first, n
 
 from tests.support.devstack import DevStack  # noqa: E402
 
-STATE_DIR = PROJECT_DIR / ".state-bench"
-INFLUX_PORT = 28086
-MYSQL_PORT = 23306
-API_PORT = 28082
-BARE_PORT = 28092
+# Overridable so that two checkouts on one machine can run benchmarks side by side.
+STATE_DIR = Path(os.environ.get("SENDENSE_BENCH_STATE_DIR", PROJECT_DIR / ".state-bench"))
+INFLUX_PORT = int(os.environ.get("SENDENSE_BENCH_INFLUX_PORT", "28086"))
+MYSQL_PORT = int(os.environ.get("SENDENSE_BENCH_MYSQL_PORT", "23306"))
+API_PORT = int(os.environ.get("SENDENSE_BENCH_API_PORT", "28082"))
+BARE_PORT = int(os.environ.get("SENDENSE_BENCH_BARE_PORT", "28092"))
 AGENT_TOKEN = "test-agent-token"
 AGENT_HEADERS = {"Authorization": f"Bearer {AGENT_TOKEN}"}
 INFLUX_DB = "sendense"

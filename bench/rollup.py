@@ -98,7 +98,7 @@ def _measure(fn, use_tracemalloc: bool) -> dict:
 
 
 def child_rollup(expect: str, use_tracemalloc: bool) -> dict:
-    import pipeline.rollup.job as job_module
+    import pipeline.rollup.summary as summary_module
     from pipeline.scheduler import SchedulerJobs
     from pipeline.settings import load_settings
 
@@ -124,7 +124,7 @@ def child_rollup(expect: str, use_tracemalloc: bool) -> dict:
     reader.samples = timed("reader.samples", reader.samples)
     reader.disks = timed("reader.disks", reader.disks)
     purger.purge = timed("purge", purger.purge)
-    job_module.rollup_metrics = timed("rollup_metrics", job_module.rollup_metrics)
+    summary_module.rollup_metrics = timed("rollup_metrics", summary_module.rollup_metrics)
 
     result = _measure(jobs.rollup.roll_up_next, use_tracemalloc)
     jobs.close()

@@ -1,13 +1,14 @@
-"""Benchmark 5: time from a job's terminal update to its history answering `rolled_up`.
+"""Benchmark 5: time from a job's terminal update to its summary stored by the scheduler.
 
 What it measures
     Starts the API and a scheduler process (`python -m pipeline.cli scheduler`) with
     SENDENSE_ROLLUP_INTERVAL=`--interval` (default 2 s). For each of `--jobs` jobs (one after the other):
     creates it (`POST /api/v1/backups`), sends `--updates` running updates, waits a random 0..interval
     (so the terminal update lands at a random phase of the scheduler's cycle), sends the terminal
-    update (status completed; the API answers 200 once it is durable), then polls
-    `GET /api/v1/telemetry/history/{job_id}` every 50 ms until it answers `data_source: rolled_up`.
-    The latency is from the terminal update's 200 response to the first `rolled_up` answer.
+    update (status completed; the API answers 200 once it is durable), reads the history once (a finished
+    job is answered `rolled_up` at once, computed until stored: counted), then polls
+    `GET /api/v1/backups/{job_id}` every 50 ms until `has_performance_metrics` (the stored summary).
+    The latency is from the terminal update's 200 response to the first answer with the stored summary.
     Also shows the server-side view: `rolled_up_at - completed_at` from `backup_jobs`.
     Prints min / median / p90 / max and their ratio to the rollup interval.
     Reference (the ideal for an interval scheduler): a job finishing at a random moment waits on average
@@ -54,6 +55,7 @@ def main() -> int:
     }
     latencies: list[float] = []
     polls: list[int] = []
+    first_final = 0
     with c.bench_stack() as stack, c.api_process(stack, args.server):
         log_path = c.logs_dir() / "scheduler.log"
         c.log(f"starting the scheduler (rollup every {args.interval:g} s), log {log_path}")
@@ -83,18 +85,22 @@ def main() -> int:
                 t0 = time.perf_counter()
                 if r.status_code != 200:
                     raise RuntimeError(f"terminal update of {job_id}: {r.status_code} {r.text[:200]}")
+                # The history answers a finished job `rolled_up` at once (computed until stored): count that,
+                # then wait for the scheduler's stored summary.
+                h = client.get(f"/api/v1/telemetry/history/{job_id}")
+                first_final += h.status_code == 200 and h.json()["data_source"] == "rolled_up"
                 count = 0
                 while True:
                     count += 1
-                    h = client.get(f"/api/v1/telemetry/history/{job_id}")
-                    if h.status_code == 200 and h.json()["data_source"] == "rolled_up":
+                    b = client.get(f"/api/v1/backups/{job_id}")
+                    if b.status_code == 200 and b.json()["has_performance_metrics"]:
                         latencies.append(time.perf_counter() - t0)
                         polls.append(count)
                         break
                     if time.perf_counter() - t0 > 30 * args.interval + 30:
                         raise RuntimeError(f"{job_id} was not rolled up after {time.perf_counter() - t0:.0f} s")
                     time.sleep(args.poll)
-                c.log(f"job {n + 1}/{args.jobs}: rolled_up after {latencies[-1]:.3f} s ({count} polls)")
+                c.log(f"job {n + 1}/{args.jobs}: summary stored after {latencies[-1]:.3f} s ({count} polls)")
             client.close()
             engine = c.mysql_engine()
             with engine.connect() as conn:
@@ -127,7 +133,7 @@ def main() -> int:
         c.table(
             ["measurement", "min s", "median s", "p90 s", "max s", "mean s"],
             [
-                ["terminal 200 -> history rolled_up (client)", *client_s],
+                ["terminal 200 -> summary stored (client)", *client_s],
                 ["  in rollup intervals", *(v / iv for v in client_s)],
                 ["completed_at -> rolled_up_at (server)", *server_s],
                 ["  in rollup intervals", *(v / iv for v in server_s)],
@@ -138,12 +144,13 @@ def main() -> int:
         )
     )
     print(f"  polls per job: median {statistics.median(polls):.0f}, max {max(polls)}")
+    print(f"  first history answer after the terminal 200 was rolled_up for {first_final} of {args.jobs} jobs")
     print(
         c.table(
             ["target", "measured", "verdict"],
             [
                 [
-                    "every job rolled_up < 2 intervals",
+                    "every job's summary stored < 2 intervals",
                     f"max {client_s[3]:.2f} s = {client_s[3] / iv:.2f} intervals",
                     c.verdict(client_s[3] < 2 * iv),
                 ],

@@ -22,6 +22,7 @@ __all__ = [
     "MYSQL_COMMIT_SECONDS",
     "MYSQL_ERRORS",
     "QUEUED_UPDATES",
+    "SUMMARY_SECONDS",
     "UPDATES",
     "SchedulerMetrics",
     "count_updates",
@@ -61,6 +62,11 @@ MYSQL_COMMIT_SECONDS = Histogram(
     buckets=_LATENCY,
 )  # fmt: skip
 MYSQL_ERRORS = Counter("sendense_mysql_commit_errors", "Group commits whose MySQL transaction failed")
+SUMMARY_SECONDS = Histogram(
+    "sendense_finished_summary_seconds",
+    "History reads that computed a finished job's summary before its rollup (once per job and process)",
+    buckets=_LATENCY,
+)
 QUEUED_UPDATES = Gauge(
     "sendense_commit_queue_updates", "Updates waiting for a group commit in this process", multiprocess_mode="livesum"
 )

@@ -140,10 +140,15 @@ class TelemetryController(Controller):
     @get("/history/{job_id:str}", operation_id="getTelemetryHistory", responses=errors(400, 401, 404, 503))
     async def history(self, history: TelemetryHistory, job_id: JobIdParam) -> History:
         """The job sheet's three modes, told apart by `data_source`: `rolled_up` (the summary),
-        `live_snapshots` (running, or finished and not yet rolled up: the chart from the raw points) and
-        `none`. In `performance_metrics`, `avg_speed_bps` is time-weighted (the integral of the speed curve
-        over the job's duration, not a mean of unevenly spaced samples) and `min_speed_bps` is the lowest
-        non-zero speed."""
+        `live_snapshots` (a running job: the chart from the raw points) and `none` (no telemetry yet).
+        Finished means final: a finished job (completed, failed, cancelled) is answered `rolled_up` from
+        its first answer on. Until the scheduler has stored its summary, the summary is computed on the
+        spot from the job's points by the rollup's own code (equal to what the scheduler then stores,
+        and not stored by this read); with InfluxDB down meanwhile the answer is 503 with Retry-After, not
+        a partial view. Only a finished job whose rollup fails (recorded in `GET /backups/{id}`) is
+        answered `live_snapshots`. In `performance_metrics`, `avg_speed_bps` is time-weighted (the integral
+        of the speed curve over the job's duration, not a mean of unevenly spaced samples) and
+        `min_speed_bps` is the lowest non-zero speed."""
         body = await history.get(job_id)
         if body is None:
             raise NotFoundException(f"job {job_id!r} does not exist")
@@ -153,7 +158,7 @@ class TelemetryController(Controller):
     async def disk_history(self, history: TelemetryHistory, job_id: JobIdParam) -> DiskHistory:
         """Each disk's speed curve of a multi-disk job (`t` in seconds from the job's start): `rolled_up`
         (kept with the summary, at most 60 points a disk), `live_snapshots` (from the raw points, at most
-        about 200 a disk) or `none`."""
+        about 200 a disk: also for a finished job until its rollup has stored the curves) or `none`."""
         body = await history.disks(job_id)
         if body is None:
             raise NotFoundException(f"job {job_id!r} does not exist")

@@ -7,18 +7,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from pipeline.clock import epoch_ns
 from pipeline.db.tables import backup_jobs
-from pipeline.insight.anomaly import RunFigures, detect_anomalies
-from pipeline.insight.baseline import previous_runs
-from pipeline.insight.bottleneck import bottleneck
 from pipeline.jobs.store import JobStore, RetryPolicy, RollupClaim
 from pipeline.outages import is_outage
-from pipeline.rollup.metrics import JobTotals, SampleColumns, headline, rollup_metrics
 from pipeline.rollup.purge import PURGE_COLUMNS, TelemetryPurger
-from pipeline.rollup.reader import JobWindow, TelemetryReader
+from pipeline.rollup.reader import TelemetryReader
+from pipeline.rollup.summary import SUMMARY_COLUMNS, JobSummarizer
 from pipeline.settings import SchedulerSettings
 
 __all__ = ["RollupJob", "RollupRun"]
@@ -27,17 +22,9 @@ log = logging.getLogger(__name__)
 
 CLAIM_COLUMNS = (
     *PURGE_COLUMNS,
-    backup_jobs.c.started_at,
-    backup_jobs.c.last_telemetry_at,
+    *(c for c in SUMMARY_COLUMNS if c.name not in {p.name for p in PURGE_COLUMNS}),
     backup_jobs.c.rollup_attempts,
 )
-# Points are stamped from started_at (the earliest accepted update) to the job's last accepted update;
-# a disk's update may be stamped a little after the job's own last one.
-_DISK_MARGIN_NS = 300 * 10**9
-
-
-def _epoch(moment: datetime | None) -> float | None:
-    return None if moment is None else moment.replace(tzinfo=UTC).timestamp()
 
 
 @dataclass
@@ -75,6 +62,7 @@ class RollupJob:
         self.reader = reader
         self.purger = purger
         self.settings = settings
+        self.summarizer = JobSummarizer(reader, settings.chart_max_points)
         self.policy = RetryPolicy(settings.rollup_max_attempts, settings.rollup_retry_base, settings.rollup_retry_max)
 
     def run_once(self) -> RollupRun:
@@ -105,7 +93,7 @@ class RollupJob:
                 return None
             started = time.perf_counter()
             try:
-                metrics, disk_charts = self._metrics(claim)
+                metrics, disk_charts = self.summarizer.summarize(claim.job, claim.conn)
             except Exception as exc:
                 if is_outage(exc):
                     raise
@@ -131,33 +119,6 @@ class RollupJob:
             log.warning("rolled up %s but could not purge its raw telemetry yet: %s", job.id, exc)
         self.on_rollup(time.perf_counter() - started, True)
         return True
-
-    def _metrics(self, claim: RollupClaim) -> tuple[dict, dict[int, list[dict]]]:
-        job = claim.job
-        common = {
-            "final_status": job.status,
-            "started_at": _epoch(job.started_at),
-            "completed_at": _epoch(job.completed_at),
-            "max_chart_points": self.settings.chart_max_points,
-        }
-        if job.started_at is None:  # no update was ever accepted: no points to read
-            return rollup_metrics(SampleColumns(), totals=JobTotals(), **common), {}
-        ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
-        # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
-        window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
-        samples, disks, totals = self.reader.samples(window), self.reader.disks(window), self.reader.totals(window)
-        extra: dict = {}
-        limiting = bottleneck(self.reader.stage_loads(window))
-        if limiting is not None:
-            extra["bottleneck"] = limiting  # the mean load of each stage over the run, and the busiest
-        if job.status == "completed":  # a failed or cancelled run is unusual by its status already
-            duration, avg = headline(samples, started_at=common["started_at"], completed_at=common["completed_at"])
-            run = RunFigures(duration, totals.bytes_transferred, round(avg))
-            previous = previous_runs(claim.conn, job.vm_name, job.backup_type, job.id, job.created_at)
-            extra["anomalies"] = [a.as_dict() for a in detect_anomalies(run, previous)]
-            extra["anomaly_baseline_runs"] = len(previous)
-        curves = self.reader.disk_curves(window) if disks else {}
-        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common), curves
 
     def _record_failure(self, claim: RollupClaim, exc: Exception) -> None:
         error = "".join(traceback.format_exception_only(exc)).strip()

@@ -72,8 +72,11 @@ def test_completed_job_goes_from_live_points_to_rolled_up_summary(agent, influx,
         row = conn.execute(select(backup_jobs).where(backup_jobs.c.id == job_id)).one()
     assert row.status == "completed" and row.completed_at is not None
     assert count_points(influx, job_id, where="AND disk_index = ''") == 21
-    # Finished but not yet rolled up: still served from the raw points.
-    assert agent.get(f"/telemetry/history/{job_id}").json()["data_source"] == "live_snapshots"
+    # Finished but not rolled up yet: already the final summary, computed from the raw points (not stored).
+    early = agent.get(f"/telemetry/history/{job_id}").json()
+    assert early["data_source"] == "rolled_up" and early["status"] == "completed"
+    assert early["performance_metrics"]["chart_data"][-1]["phase"] == "completed"
+    assert row.performance_metrics is None
     assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(21)).status_code == 409
 
     assert scheduler_jobs.roll_up().rolled_up >= 1
@@ -116,12 +119,14 @@ def test_job_finished_without_telemetry_gets_an_empty_summary(agent, influx, eng
             .where(backup_jobs.c.id == job_id)
             .values(status="failed", completed_at=backup_jobs.c.created_at, error_message="no agent")
         )
+    # Finished: its (empty) summary at once, before the rollup stores the same one.
     history = agent.get(f"/telemetry/history/{job_id}").json()
-    assert history["data_source"] == "none" and history["message"]
+    assert history["data_source"] == "rolled_up" and history["performance_metrics"]["snapshots_recorded"] == 0
 
     scheduler_jobs.roll_up()
     metrics = _assert_rolled_up(agent, influx, engine, job_id, "failed")
     assert metrics["snapshots_recorded"] == 0 and metrics["chart_data"] == []
+    assert metrics == history["performance_metrics"]
     # Not looked at again: a second run finds nothing for this job.
     with engine.connect() as conn:
         first = conn.execute(select(backup_jobs.c.rolled_up_at).where(backup_jobs.c.id == job_id)).scalar_one()
