@@ -123,7 +123,7 @@ class SchedulerMetrics:
         self.last_run_age = Gauge(
             "sendense_scheduler_last_run_age_seconds", "Seconds since each job last ran to its end", ["job"], registry=r
         )
-        for job in ("rollup", "purge", "reaper", "reconcile"):
+        for job in ("rollup", "purge", "reaper", "reconcile", "alerts", "notify"):
             self.last_run_age.labels(job).set_function(self._age(job))
 
     def _age(self, job: str) -> Callable[[], float]:

@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from pipeline.alerts.evaluator import AlertEvaluator, EvaluationRun
+from pipeline.alerts.heartbeats import HeartbeatStore
+from pipeline.alerts.store import AlertStore
 from pipeline.db.engine import create_db_engine
 from pipeline.jobs.store import JobStore
 from pipeline.metrics import SchedulerMetrics
@@ -39,6 +42,14 @@ class SchedulerJobs:
         self.store = JobStore(self.engine)
         self.influx = SyncInflux(settings.influx)
         self.purger = TelemetryPurger(self.store, self.influx, settings.influx.summary_rp)
+        self.alert_store = AlertStore(self.engine)
+        self.evaluator = AlertEvaluator(
+            self.alert_store,
+            HeartbeatStore(self.engine),
+            settings.alerts,
+            settings.api.rpo_default,
+            influx_ok=self.influx.ping,
+        )
         self.reconciler = SummaryReconciler(
             self.engine,
             self.store,
@@ -115,6 +126,10 @@ class SchedulerJobs:
 
         return self._guard("reconcile", run, 0)
 
+    def evaluate_alerts(self) -> EvaluationRun:
+        """Every alert rule, once, if no other scheduler is evaluating; changes and notifications committed together."""
+        return self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+
     def close(self) -> None:
         self.influx.close()
         self.engine.dispose()
@@ -134,6 +149,7 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.roll_up, s.rollup_interval, "rollup", now),
         (jobs.purge, s.purge_interval, "purge", now),
         (jobs.reconcile, s.reconcile_interval, "reconcile", now),
+        (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
     for func, seconds, name, first in runs:

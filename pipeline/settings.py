@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 __all__ = [
+    "AlertSettings",
     "ApiSettings",
     "DashboardSettings",
     "IngestSettings",
@@ -227,6 +228,104 @@ class DashboardSettings:
     """Send the login cookie over HTTPS only (set it when the dashboard is served through TLS)."""
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name}={raw!r} is not true or false")
+
+
+def _env_json(name: str) -> dict:
+    import json
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"environment variable {name} must be a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alert rules, their lifecycle, and the channels notifications go to (docs/alerts.md)."""
+
+    evaluate_interval: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_INTERVAL", 15.0))
+    """Seconds between evaluations of every rule (one scheduler evaluates at a time)."""
+    deliver_interval: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_DELIVERY_INTERVAL", 2.0))
+    """Seconds between looks at the outbox for notifications due."""
+    hold_down: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_HOLD_DOWN", 300.0))
+    """Seconds an alert must stay resolved before its resolve is notified: one that fires again within
+    this sends nothing more (no flapping)."""
+    rules: dict = field(default_factory=lambda: _env_json("SENDENSE_ALERT_RULES"))
+    """Per rule, over the defaults: {"job_stalled": {"enabled": true, "severity": "warning",
+    "params": {"minutes": 10}, "channels": ["email"]}, ...} (the API can override these per machine)."""
+    dashboard_url: str = field(default_factory=lambda: _env("SENDENSE_ALERT_DASHBOARD_URL", "http://127.0.0.1:5006"))
+    """Where a notification's link points (the dashboard, as operators open it)."""
+    retry_base: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_RETRY_BASE", 5.0))
+    """Seconds before a failed delivery is tried again; doubled at each failure."""
+    retry_max: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_RETRY_MAX", 300.0))
+    """Longest wait between two delivery attempts (a delivery is never given up, except when refused)."""
+    webhook_url: str = field(default_factory=lambda: _env("SENDENSE_ALERT_WEBHOOK_URL", ""))
+    """Webhook receiver (empty: no webhook channel)."""
+    webhook_secret: str = field(default_factory=lambda: _env("SENDENSE_ALERT_WEBHOOK_SECRET", ""))
+    """Key of the X-Sendense-Signature header (HMAC-SHA256 of the body)."""
+    webhook_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_WEBHOOK_TIMEOUT", 5.0))
+    """Seconds a webhook delivery may take before it counts as failed (and is retried)."""
+    webhook_min_severity: str = field(default_factory=lambda: _env("SENDENSE_ALERT_WEBHOOK_MIN_SEVERITY", "info"))
+    """Lowest severity sent to the webhook."""
+    smtp_host: str = field(default_factory=lambda: _env("SENDENSE_SMTP_HOST", ""))
+    """SMTP server (empty: no e-mail channel)."""
+    smtp_port: int = field(default_factory=lambda: _env_int("SENDENSE_SMTP_PORT", 587))
+    """SMTP port (587: submission with STARTTLS)."""
+    smtp_starttls: bool = field(default_factory=lambda: _env_bool("SENDENSE_SMTP_STARTTLS", True))
+    """Upgrade the connection with STARTTLS before logging in (refuse to send if the server cannot)."""
+    smtp_user: str = field(default_factory=lambda: _env("SENDENSE_SMTP_USER", ""))
+    """SMTP login (empty: no login)."""
+    smtp_password: str = field(default_factory=lambda: _env("SENDENSE_SMTP_PASSWORD", ""))
+    """SMTP password."""
+    smtp_from: str = field(default_factory=lambda: _env("SENDENSE_SMTP_FROM", "sendense@localhost"))
+    """From address of notifications and reports."""
+    smtp_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_SMTP_TIMEOUT", 10.0))
+    """Seconds an SMTP conversation may take."""
+    email_to: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_ALERT_EMAIL_TO"))
+    """Recipients of alert e-mails (comma-separated)."""
+    email_min_severity: str = field(default_factory=lambda: _env("SENDENSE_ALERT_EMAIL_MIN_SEVERITY", "warning"))
+    """Lowest severity sent by e-mail."""
+    email_digest_minutes: float = field(default_factory=lambda: _env_float("SENDENSE_ALERT_EMAIL_DIGEST", 0.0))
+    """0: one e-mail per notification; N: one digest of what came in the last N minutes."""
+    alertmanager_url: str = field(default_factory=lambda: _env("SENDENSE_ALERTMANAGER_URL", ""))
+    """Prometheus Alertmanager (its v2 API; empty: no Alertmanager channel)."""
+    alertmanager_min_severity: str = field(default_factory=lambda: _env("SENDENSE_ALERTMANAGER_MIN_SEVERITY", "info"))
+    """Lowest severity posted to Alertmanager."""
+    alertmanager_resend: float = field(default_factory=lambda: _env_float("SENDENSE_ALERTMANAGER_RESEND", 60.0))
+    """Seconds between re-posts of the firing alerts (each valid for 4 of these)."""
+
+    def __post_init__(self) -> None:
+        from pipeline.alerts.vocabulary import SEVERITIES
+
+        for name in ("webhook_min_severity", "email_min_severity", "alertmanager_min_severity"):
+            if getattr(self, name) not in SEVERITIES:
+                raise ValueError(f"alert setting {name}={getattr(self, name)!r} is not one of {', '.join(SEVERITIES)}")
+
+    def channels(self) -> dict[str, str]:
+        """The configured channels and the lowest severity each one is sent."""
+        configured = {
+            "webhook": (bool(self.webhook_url), self.webhook_min_severity),
+            "email": (bool(self.smtp_host and self.email_to), self.email_min_severity),
+            "alertmanager": (bool(self.alertmanager_url), self.alertmanager_min_severity),
+        }
+        return {name: minimum for name, (on, minimum) in configured.items() if on}
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """Where the processes keep their files, and how much they say."""
@@ -251,6 +350,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 

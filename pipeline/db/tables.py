@@ -20,6 +20,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import DATETIME, TIMESTAMP
 
 __all__ = [
+    "alert_evaluations",
+    "alert_notifications",
+    "alert_rule_overrides",
+    "alert_silences",
+    "alert_transitions",
+    "alerts",
+    "pipeline_heartbeats",
     "backup_disks",
     "backup_jobs",
     "job_disk_charts",
@@ -77,6 +84,10 @@ backup_jobs = Table(
     Column("rollup_last_error", Text(), nullable=True),
     Column("rollup_next_attempt_at", Moment, nullable=True),
     Column("rollup_failed_at", Moment, nullable=True),
+    # Server's clock (like last_seen_at): when the job ended (terminal update, reaper, import), and when its
+    # bytes last advanced. What the alert rules' "since the last evaluation" and "stalled" read.
+    Column("ended_seen_at", Moment, nullable=True),
+    Column("progress_seen_at", Moment, nullable=True),
     # Set by the database when anyone but the job store inserts or updates the row (the job store keeps it
     # NULL in every write): the machines whose summary `sendense reconcile` must recompute. See migration 0006.
     Column(
@@ -94,6 +105,7 @@ backup_jobs = Table(
     Index(None, "created_at"),
     Index(None, "rollup_failed_at"),
     Index(None, "external_change_at", "vm_name"),
+    Index(None, "ended_seen_at"),
 )
 
 backup_disks = Table(
@@ -154,6 +166,125 @@ summary_reconcile_runs = Table(
     Column("machines_created", Integer(), nullable=False, server_default="0"),
     Column("corrections", JSON(), nullable=False),
     Index(None, "finished_at"),
+)
+
+# --- alerts (written only by pipeline/alerts/store.py) ---------------------------------------------
+
+# One row per alert key (rule + machine, machine and job type, job, or component): its current state.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("alert_key", String(600), nullable=False),
+    Column("rule", String(40), nullable=False),
+    Column("vm_name", String(255), nullable=True),
+    Column("job_id", String(255), nullable=True),
+    Column("job_type", String(20), nullable=True),
+    Column("state", String(10), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("summary", String(1000), nullable=False),
+    Column("details", JSON(), nullable=True),
+    Column("started_at", Moment, nullable=False),
+    Column("resolved_at", Moment, nullable=True),
+    Column("last_evaluated_at", Moment, nullable=False),
+    # What was last notified (the lifecycle notifies when it and the state disagree).
+    Column("notified_state", String(10), nullable=True),
+    Column("notified_severity", String(10), nullable=True),
+    Column("notify_seq", Integer(), nullable=False, server_default="0"),
+    Column("acknowledged_at", Moment, nullable=True),
+    Column("acknowledged_by", String(255), nullable=True),
+    Column("ack_comment", String(1000), nullable=True),
+    UniqueConstraint("alert_key"),
+    Index(None, "state", "severity"),
+    Index(None, "vm_name", "state"),
+    Index(None, "rule", "state"),
+    Index(None, "notified_state", "state"),
+)
+
+# Every state change of an alert, and whether a silence withheld its notification.
+alert_transitions = Table(
+    "alert_transitions",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger(), ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("summary", String(1000), nullable=False),
+    Column("silenced", Integer(), nullable=False, server_default="0"),
+    Column("at", Moment, nullable=False),
+    Index(None, "alert_id", "id"),
+)
+
+# The outbox: one row per notification and channel, written in the transaction of the alert's change.
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger(), ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("event", String(10), nullable=False),
+    Column("idempotency_key", String(100), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    # pending (due at next_attempt_at), sent, refused (a 4xx: not retried).
+    Column("state", String(10), nullable=False, server_default="pending"),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("next_attempt_at", Moment, nullable=False),
+    Column("last_error", Text(), nullable=True),
+    Column("created_at", Moment, nullable=False),
+    Column("sent_at", Moment, nullable=True),
+    UniqueConstraint("idempotency_key", "channel"),
+    Index(None, "state", "channel", "next_attempt_at"),
+    Index(None, "alert_id"),
+)
+
+# Silences by machine and/or rule (NULL: any), with who set them and why; deleting one ends it early.
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", BigInteger(), primary_key=True, autoincrement=True),
+    Column("vm_name", String(255), nullable=True),
+    Column("rule", String(40), nullable=True),
+    Column("starts_at", Moment, nullable=False),
+    Column("ends_at", Moment, nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", Moment, nullable=False),
+    Column("ended_by", String(255), nullable=True),
+    Column("ended_at", Moment, nullable=True),
+    Index(None, "ends_at"),
+)
+
+# Per-rule configuration set through the API, over the settings' defaults; vm_name '' for every machine.
+alert_rule_overrides = Table(
+    "alert_rule_overrides",
+    metadata,
+    Column("rule", String(40), primary_key=True),
+    Column("vm_name", String(255), primary_key=True),
+    Column("config", JSON(), nullable=False),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", Moment, nullable=False),
+)
+
+# One row: the claim every evaluation takes (FOR UPDATE SKIP LOCKED) and where the next one starts.
+alert_evaluations = Table(
+    "alert_evaluations",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("watermark", Moment, nullable=True),
+    Column("runs", BigInteger(), nullable=False, server_default="0"),
+    Column("last_finished_at", Moment, nullable=True),
+)
+
+# Each pipeline process's view of its stores, for the pipeline_unhealthy rule (written every few seconds).
+pipeline_heartbeats = Table(
+    "pipeline_heartbeats",
+    metadata,
+    Column("process", String(255), primary_key=True),
+    Column("seen_at", Moment, nullable=False),
+    Column("influx_failing_since", Moment, nullable=True),
+    Column("mysql_failing_since", Moment, nullable=True),
+    Column("queue_full_since", Moment, nullable=True),
+    Column("detail", String(1000), nullable=True),
 )
 
 # Each disk's speed curve of a rolled-up job (bounded), kept after its raw points are purged.

@@ -88,8 +88,11 @@ WRITE_JOBS = (
     "current_phase, last_telemetry_at, last_snapshot_at) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
     "status = VALUES(status), started_at = COALESCE(VALUES(started_at), started_at), "
+    "ended_seen_at = COALESCE(ended_seen_at, IF(VALUES(completed_at) IS NULL, NULL, UTC_TIMESTAMP(6))), "
     "completed_at = COALESCE(VALUES(completed_at), completed_at), "
     "error_message = COALESCE(VALUES(error_message), error_message), "
+    "progress_seen_at = IF(progress_seen_at IS NULL OR VALUES(bytes_transferred) > bytes_transferred, "
+    "UTC_TIMESTAMP(6), progress_seen_at), "
     "bytes_transferred = VALUES(bytes_transferred), total_bytes = VALUES(total_bytes), "
     "transfer_speed_bps = VALUES(transfer_speed_bps), progress_percent = VALUES(progress_percent), "
     "current_phase = VALUES(current_phase), last_telemetry_at = VALUES(last_telemetry_at), "
@@ -102,7 +105,9 @@ writes (sent as parameters too: drivers batch many rows into one statement only 
 nothing but placeholders). The values are final, decided under the locks. `last_seen_at` is the
 database server's clock at the commit: one clock for every API process, which the reaper reads too.
 Naming `external_change_at` keeps the database from marking the row as changed outside the job store
-(see `KEEP_UNMARKED`)."""
+(see `KEEP_UNMARKED`). MySQL applies these assignments left to right, a column read on the right being
+its new value once assigned: `progress_seen_at` (when the bytes last advanced, server clock) is decided
+before `bytes_transferred` changes."""
 TOUCH_JOB = (
     "UPDATE backup_jobs SET status = %s, started_at = COALESCE(%s, started_at), "
     "last_snapshot_at = COALESCE(%s, last_snapshot_at), last_seen_at = UTC_TIMESTAMP(6), "

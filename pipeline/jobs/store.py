@@ -287,6 +287,7 @@ class JobStore:
                         status="failed",
                         error_message=message,
                         completed_at=func.coalesce(j.last_telemetry_at, j.started_at, j.created_at),
+                        ended_seen_at=func.utc_timestamp(literal_column("6")),
                         **KEEP_UNMARKED,
                     )
                 )

@@ -192,6 +192,7 @@ def job_row(source: Mapping[str, Any], *, max_chart_points: int = 100, now: date
         "avg_speed_bps": None,
         "rolled_up_at": None,
         "purged_at": None,
+        "ended_seen_at": None,
     }
     raw = source.get("performance_metrics")
     if status in TERMINAL_STATUSES:
@@ -211,7 +212,7 @@ def job_row(source: Mapping[str, Any], *, max_chart_points: int = 100, now: date
             )
         moment = now or utc_now()
         row |= {"performance_metrics": metrics, "avg_speed_bps": metrics["avg_speed_bps"]}
-        row |= {"rolled_up_at": moment, "purged_at": moment}
+        row |= {"rolled_up_at": moment, "purged_at": moment, "ended_seen_at": moment}
     elif raw not in (None, ""):
         raise Rejected(f"performance_metrics on a {status} job: only finished jobs have a summary")
     return row

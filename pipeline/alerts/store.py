@@ -1,0 +1,338 @@
+"""AlertStore: the one writer of the alert tables (alerts, transitions, outbox, silences, overrides, the claim).
+
+Evaluation: `claim_evaluation()` locks the one `alert_evaluations` row (FOR UPDATE SKIP LOCKED): one
+scheduler evaluates at a time, the others skip that run. Every change it makes (the alert's row, its
+transitions, its notifications in the outbox) commits in that same transaction, so a notification is
+enqueued exactly once per transition whatever is killed when.
+
+Delivery: `claim_due(channel)` locks due outbox rows (FOR UPDATE SKIP LOCKED) for one sender while it
+delivers them; a sender killed mid-way leaves them pending for the next (at least once, with the same
+idempotency key, which receivers use to drop a repeat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, or_, select, text, update
+
+from pipeline.alerts.lifecycle import AlertChange, LifecyclePlan, Notice, Silence, StoredAlert
+from pipeline.alerts.vocabulary import DEFAULT_RULES, RuleConfig, severity_rank
+from pipeline.clock import aware
+from pipeline.db.tables import (
+    alert_evaluations,
+    alert_notifications,
+    alert_rule_overrides,
+    alert_silences,
+    alert_transitions,
+    alerts,
+)
+
+__all__ = [
+    "AlertStore",
+    "DueNotification",
+    "EvaluationClaim",
+    "OpenAlert",
+    "OutboxClaim",
+    "RuleConfigs",
+    "notification_payload",
+]
+
+_NOW = text("SELECT UTC_TIMESTAMP(6)")
+
+
+def notification_payload(alert: Mapping, notice: Notice, dashboard_url: str, at: datetime) -> dict:
+    """The body every channel is built from (the webhook sends it as is): what changed, and where to look."""
+    key = f"sendense-alert-{alert['id']}-{notice.seq}"
+    vm = alert.get("vm_name")
+    link = f"{dashboard_url.rstrip('/')}/?vm={vm}" if vm else dashboard_url.rstrip("/") + "/"
+    return {
+        "idempotency_key": key,
+        "alert_id": alert["id"],
+        "rule": alert["rule"],
+        "state": notice.event,
+        "severity": notice.severity,
+        "vm_name": vm,
+        "job_id": alert.get("job_id"),
+        "job_type": alert.get("job_type"),
+        "summary": alert["summary"],
+        "started_at": aware(alert["started_at"]).isoformat(),
+        "resolved_at": aware(alert["resolved_at"]).isoformat() if alert.get("resolved_at") else None,
+        "notified_at": aware(at).isoformat(),
+        "dashboard_url": link,
+        "api_path": f"/api/v1/alerts/{alert['id']}",
+    }
+
+
+def _stored(row: Row) -> StoredAlert:
+    return StoredAlert(
+        id=row.id,
+        key=row.alert_key,
+        rule=row.rule,
+        state=row.state,
+        severity=row.severity,
+        summary=row.summary,
+        started_at=row.started_at,
+        resolved_at=row.resolved_at,
+        notified_state=row.notified_state,
+        notified_severity=row.notified_severity,
+        vm_name=row.vm_name,
+        notify_seq=row.notify_seq,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """A stored alert the rules must look at again: its key and subject."""
+
+    key: str
+    rule: str
+    vm_name: str | None
+    job_id: str | None
+    job_type: str | None
+
+
+class EvaluationClaim:
+    """One evaluation, inside the transaction that holds the claim."""
+
+    def __init__(self, conn: Connection, watermark: datetime | None, now: datetime) -> None:
+        self.conn = conn
+        self.watermark = watermark
+        self.now = now
+
+    def open_alerts(self) -> list[OpenAlert]:
+        """Alerts firing, or resolved and not yet notified as such: each rule looks at its subjects again."""
+        rows = self.conn.execute(
+            select(alerts.c.alert_key, alerts.c.rule, alerts.c.vm_name, alerts.c.job_id, alerts.c.job_type).where(
+                or_(alerts.c.state == "firing", alerts.c.notified_state == "firing")
+            )
+        )
+        return [OpenAlert(r.alert_key, r.rule, r.vm_name, r.job_id, r.job_type) for r in rows]
+
+    def stored(self, firing_keys: Sequence[str]) -> dict[str, StoredAlert]:
+        """The alerts the lifecycle must consider: open ones, and any stored under a key that fires now."""
+        rows = list(
+            self.conn.execute(
+                select(alerts).where(or_(alerts.c.state == "firing", alerts.c.notified_state == "firing"))
+            )
+        )
+        keys = list(firing_keys)
+        for i in range(0, len(keys), 1000):
+            rows += self.conn.execute(
+                select(alerts).where(alerts.c.alert_key.in_(bindparam("keys", expanding=True))),
+                {"keys": keys[i : i + 1000]},
+            ).all()
+        return {r.alert_key: _stored(r) for r in rows}
+
+    def silences(self) -> list[Silence]:
+        rows = self.conn.execute(
+            select(alert_silences).where(alert_silences.c.ends_at > self.now, alert_silences.c.ended_at.is_(None))
+        )
+        return [Silence(r.id, r.vm_name, r.rule, r.starts_at, r.ends_at) for r in rows]
+
+    def apply(
+        self,
+        plan: LifecyclePlan,
+        routes: Mapping[str, str],
+        configs: RuleConfigs,
+        dashboard_url: str,
+    ) -> int:
+        """Write the plan: alert rows, transitions, and each notice into the outbox of every channel routed to
+        it (`routes`: channel → lowest severity; a rule's `channels`, None for all). Returns the
+        notifications enqueued."""
+        enqueued = 0
+        ids = plan.evaluated_ids
+        for i in range(0, len(ids), 1000):
+            self.conn.execute(
+                update(alerts)
+                .where(alerts.c.id.in_(bindparam("ids", expanding=True)))
+                .values(last_evaluated_at=self.now),
+                {"ids": ids[i : i + 1000]},
+            )
+        for change in plan.changes:
+            alert_id = self._write_alert(change)
+            row = self.conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()._mapping
+            for kind, severity, silenced in change.transitions:
+                self.conn.execute(
+                    insert(alert_transitions).values(
+                        alert_id=alert_id,
+                        kind=kind,
+                        severity=severity,
+                        summary=row["summary"],
+                        silenced=int(silenced),
+                        at=self.now,
+                    )  # fmt: skip
+                )
+            if change.notice is None:
+                continue
+            payload = notification_payload(row, change.notice, dashboard_url, self.now)
+            wanted = configs(row["rule"], row["vm_name"]).channels
+            for channel, minimum in routes.items():
+                if wanted is not None and channel not in wanted:
+                    continue
+                if severity_rank(change.notice.severity) < severity_rank(minimum):
+                    continue
+                self.conn.execute(
+                    insert(alert_notifications).values(
+                        alert_id=alert_id,
+                        channel=channel,
+                        event=change.notice.event,
+                        idempotency_key=payload["idempotency_key"],
+                        payload=payload,
+                        state="pending",
+                        next_attempt_at=self.now,
+                        created_at=self.now,
+                    )  # fmt: skip
+                )
+                enqueued += 1
+        return enqueued
+
+    def _write_alert(self, change: AlertChange) -> int:
+        if change.alert_id is not None:
+            values = {"last_evaluated_at": self.now, **change.values}
+            self.conn.execute(update(alerts).where(alerts.c.id == change.alert_id).values(**values))
+            return change.alert_id
+        c = change.condition
+        assert c is not None
+        values = {
+            "alert_key": c.key,
+            "rule": c.rule,
+            "vm_name": c.vm_name,
+            "job_id": c.job_id,
+            "job_type": c.job_type,
+            "last_evaluated_at": self.now,
+            **change.values,
+        }
+        return self.conn.execute(insert(alerts).values(**values)).inserted_primary_key[0]
+
+    def finish(self, watermark: datetime) -> None:
+        self.conn.execute(
+            update(alert_evaluations)
+            .where(alert_evaluations.c.id == 1)
+            .values(watermark=watermark, runs=alert_evaluations.c.runs + 1, last_finished_at=self.now)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DueNotification:
+    id: int
+    alert_id: int
+    channel: str
+    event: str
+    idempotency_key: str
+    payload: dict
+    attempts: int
+
+
+class OutboxClaim:
+    """Due notifications of one channel, locked for this sender until the block ends (then committed)."""
+
+    def __init__(self, conn: Connection, rows: list[DueNotification], now: datetime) -> None:
+        self.conn = conn
+        self.rows = rows
+        self.now = now
+
+    def sent(self, notification_id: int) -> None:
+        self.conn.execute(
+            update(alert_notifications)
+            .where(alert_notifications.c.id == notification_id)
+            .values(state="sent", sent_at=self.now, attempts=alert_notifications.c.attempts + 1, last_error=None)
+        )
+
+    def retry(self, notification_id: int, error: str, delay: float) -> None:
+        self.conn.execute(
+            update(alert_notifications)
+            .where(alert_notifications.c.id == notification_id)
+            .values(
+                attempts=alert_notifications.c.attempts + 1,
+                last_error=error[:4000],
+                next_attempt_at=self.now + timedelta(seconds=delay),
+            )
+        )
+
+    def refused(self, notification_id: int, error: str) -> None:
+        """The receiver refused it for good (a 4xx other than 408/429): recorded, not retried."""
+        self.conn.execute(
+            update(alert_notifications)
+            .where(alert_notifications.c.id == notification_id)
+            .values(state="refused", attempts=alert_notifications.c.attempts + 1, last_error=error[:4000])
+        )
+
+
+class AlertStore:
+    """Every write of the alert tables, and the reads the evaluation and the senders need."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def claim_evaluation(self) -> Iterator[EvaluationClaim | None]:
+        """The evaluation claim, or None when another scheduler holds it (this run is skipped)."""
+        with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
+            row = conn.execute(
+                select(alert_evaluations.c.watermark)
+                .where(alert_evaluations.c.id == 1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                yield None
+                return
+            yield EvaluationClaim(conn, row.watermark, conn.execute(_NOW).scalar_one())
+
+    @contextmanager
+    def claim_due(self, channel: str, limit: int = 100) -> Iterator[OutboxClaim]:
+        """Due notifications of `channel`, oldest first, locked (other senders skip them) until the block ends."""
+        with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
+            now = conn.execute(_NOW).scalar_one()
+            n = alert_notifications.c
+            rows = conn.execute(
+                select(n.id, n.alert_id, n.channel, n.event, n.idempotency_key, n.payload, n.attempts)
+                .where(n.state == "pending", n.channel == channel, n.next_attempt_at <= now)
+                .order_by(n.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            yield OutboxClaim(conn, [DueNotification(*r) for r in rows], now)
+
+    def rule_configs(self, defaults: Mapping[str, dict]) -> RuleConfigs:
+        """Every rule's configuration: built-in defaults, then settings (`defaults`), then the API's overrides."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(alert_rule_overrides.c.rule, alert_rule_overrides.c.vm_name,
+                                       alert_rule_overrides.c.config)).all()  # fmt: skip
+        return RuleConfigs(defaults, {(r.rule, r.vm_name): r.config for r in rows})
+
+    def firing_counts(self) -> dict[str, int]:
+        """Firing alerts by severity."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alerts.c.severity, func.count()).where(alerts.c.state == "firing").group_by(alerts.c.severity)
+            ).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def pending_notifications(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(alert_notifications).where(alert_notifications.c.state == "pending")
+            ).scalar_one()
+
+
+class RuleConfigs:
+    """The effective configuration of each rule for each machine (a callable, as the rules take it)."""
+
+    def __init__(self, settings_rules: Mapping[str, dict], overrides: Mapping[tuple[str, str], dict]) -> None:
+        self.base = {rule: DEFAULT_RULES[rule].merged(settings_rules.get(rule)) for rule in DEFAULT_RULES}
+        self.overrides = overrides
+        self._cache: dict[tuple[str, str | None], RuleConfig] = {}
+
+    def __call__(self, rule: str, vm_name: str | None) -> RuleConfig:
+        key = (rule, vm_name)
+        hit = self._cache.get(key)
+        if hit is None:
+            config = self.base[rule].merged(self.overrides.get((rule, "")))
+            if vm_name is not None:
+                config = config.merged(self.overrides.get((rule, vm_name)))
+            hit = self._cache[key] = config
+        return hit
