@@ -122,6 +122,9 @@ class ApiSettings:
     """Comma-separated bearer tokens that may read, create jobs and write telemetry."""
     viewer_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_VIEWER_TOKENS"))
     """Comma-separated bearer tokens that may only read."""
+    operator_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_OPERATOR_TOKENS"))
+    """Comma-separated bearer tokens that may read, acknowledge and silence alerts, change alert rules,
+    register machines and set their RPO (not create jobs or send telemetry)."""
     server: str = field(default_factory=lambda: _env("SENDENSE_API_SERVER", "granian"))
     """ASGI server used by `sendense api`: granian or uvicorn."""
     workers: int = field(default_factory=lambda: _env_int("SENDENSE_API_WORKERS", 1))
@@ -140,7 +143,7 @@ class ApiSettings:
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.agent_tokens or self.viewer_tokens)
+        return bool(self.agent_tokens or self.viewer_tokens or self.operator_tokens)
 
 
 @dataclass(frozen=True)
