@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from api.auth import BearerAuth
 from api.errors import EXCEPTION_HANDLERS
+from api.heartbeat import ApiHeartbeat
 from api.openapi import openapi_config, use_msgspec_schemas
 from api.routes.alert_rules import AlertRuleController
 from api.routes.alerts import AlertController
@@ -23,6 +24,7 @@ from api.routes.health import HealthController
 from api.routes.machines import MachineController
 from api.routes.silences import SilenceController
 from api.routes.telemetry import TelemetryController
+from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
 from pipeline.db.engine import create_async_pool, create_db_engine
 from pipeline.ingest.service import TelemetryIngest
@@ -96,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "serving without authentication, on loopback only"
             )
         await ingest.start()
+        heartbeat = ApiHeartbeat(HeartbeatStore(engine), ingest.committer.stats, settings.api.heartbeat_interval)
+        heartbeat.start()
         # Objects alive at start-up (modules, routes, pools) are never garbage: keep the collector
         # from walking them again and again, a source of latency spikes on the request path.
         gc.collect()
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await heartbeat.stop()
             await ingest.stop()
             await influx.aclose()
             summary_influx.close()

@@ -140,6 +140,13 @@ class ApiSettings:
     """Recovery-point objective (seconds) of a machine without its own (PUT /machines/{vm}/rpo)."""
     header_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEADER_TIMEOUT", 10.0))
     """Seconds a connection may take to send a request's headers (and may stay idle between requests)."""
+    heartbeat_interval: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEARTBEAT_INTERVAL", 10.0))
+    """Seconds between this process's heartbeats (its stores' health, read by the pipeline_unhealthy rule)."""
+
+    def __post_init__(self) -> None:
+        # A heartbeat older than two minutes is ignored (pipeline/alerts/heartbeats.py STALE).
+        if not 0 < self.heartbeat_interval <= 60:
+            raise ValueError("SENDENSE_API_HEARTBEAT_INTERVAL must be more than 0 and at most 60 seconds")
 
     @property
     def auth_enabled(self) -> bool:
