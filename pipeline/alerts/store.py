@@ -102,30 +102,30 @@ class EvaluationClaim:
         self.conn = conn
         self.watermark = watermark
         self.now = now
+        self._open: list[Row] | None = None
+
+    def _open_rows(self) -> list[Row]:
+        if self._open is None:
+            self._open = self.conn.execute(
+                select(alerts).where(or_(alerts.c.state == "firing", alerts.c.notified_state == "firing"))
+            ).all()
+        return self._open
 
     def open_alerts(self) -> list[OpenAlert]:
         """Alerts firing, or resolved and not yet notified as such: each rule looks at its subjects again."""
-        rows = self.conn.execute(
-            select(alerts.c.alert_key, alerts.c.rule, alerts.c.vm_name, alerts.c.job_id, alerts.c.job_type).where(
-                or_(alerts.c.state == "firing", alerts.c.notified_state == "firing")
-            )
-        )
-        return [OpenAlert(r.alert_key, r.rule, r.vm_name, r.job_id, r.job_type) for r in rows]
+        return [OpenAlert(r.alert_key, r.rule, r.vm_name, r.job_id, r.job_type) for r in self._open_rows()]
 
     def stored(self, firing_keys: Sequence[str]) -> dict[str, StoredAlert]:
         """The alerts the lifecycle must consider: open ones, and any stored under a key that fires now."""
-        rows = list(
-            self.conn.execute(
-                select(alerts).where(or_(alerts.c.state == "firing", alerts.c.notified_state == "firing"))
-            )
-        )
-        keys = list(firing_keys)
+        found = {r.alert_key: _stored(r) for r in self._open_rows()}
+        keys = [k for k in firing_keys if k not in found]
         for i in range(0, len(keys), 1000):
-            rows += self.conn.execute(
+            rows = self.conn.execute(
                 select(alerts).where(alerts.c.alert_key.in_(bindparam("keys", expanding=True))),
                 {"keys": keys[i : i + 1000]},
-            ).all()
-        return {r.alert_key: _stored(r) for r in rows}
+            )
+            found |= {r.alert_key: _stored(r) for r in rows}
+        return found
 
     def silences(self) -> list[Silence]:
         rows = self.conn.execute(
@@ -144,14 +144,6 @@ class EvaluationClaim:
         it (`routes`: channel → lowest severity; a rule's `channels`, None for all). Returns the
         notifications enqueued."""
         enqueued = 0
-        ids = plan.evaluated_ids
-        for i in range(0, len(ids), 1000):
-            self.conn.execute(
-                update(alerts)
-                .where(alerts.c.id.in_(bindparam("ids", expanding=True)))
-                .values(last_evaluated_at=self.now),
-                {"ids": ids[i : i + 1000]},
-            )
         for change in plan.changes:
             alert_id = self._write_alert(change)
             row = self.conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()._mapping
