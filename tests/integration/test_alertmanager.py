@@ -137,10 +137,10 @@ def _deliver(engine, channel: AlertmanagerChannel) -> list[str]:
     with AlertStore(engine).claim_due("alertmanager", limit=1000) as claim:
         for row in claim.rows:
             result = channel.deliver(row)
-            outcomes.append(result.outcome)
-            if result.outcome == "sent":
+            outcomes.append(result.state)
+            if result.state == "sent":
                 claim.sent(row.id)
-            elif result.outcome == "retry":
+            elif result.state == "retry":
                 claim.retry(row.id, result.error or "", 1.0)
             else:
                 claim.refused(row.id, result.error or "")
@@ -235,13 +235,13 @@ def test_an_alertmanager_that_is_down_is_retried_and_a_bad_alert_refused(engine,
     down = AlertmanagerChannel(dataclasses.replace(alert_settings, alertmanager_url="http://127.0.0.1:9"), engine)
     try:
         result = down.deliver(_notification("firing", now))
-        assert result.outcome == "retry" and "infra/alertmanager.sh start" in result.error
+        assert result.state == "retry" and "infra/alertmanager.sh start" in result.error
     finally:
         down.close()
     up = AlertmanagerChannel(alert_settings, engine)
     try:  # resolved before it started: Alertmanager answers 400, which no retry can change
         refused = up.deliver(_notification("resolved", now, resolved=now - timedelta(hours=1)))
-        assert refused.outcome == "refused" and "400" in refused.error
+        assert refused.state == "refused" and "400" in refused.error
     finally:
         up.close()
 

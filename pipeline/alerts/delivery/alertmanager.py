@@ -56,8 +56,10 @@ Outcome = Literal["sent", "retry", "refused"]
 class Result:
     """One delivery: `sent`, `retry` (5xx, 408, 429, no connection, timeout) or `refused` (any other 4xx)."""
 
-    outcome: Outcome
+    state: Outcome
     error: str | None = None
+    retry_after: float | None = None
+    """Always None: Alertmanager sends no Retry-After (the field is there for senders that honour one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,7 @@ class AlertmanagerChannel:
         if body is None:
             return Result("sent", "superseded: a later notification of this alert was delivered to Alertmanager")
         result = self._post(body)
-        if result.outcome == "sent":
+        if result.state == "sent":
             self._remember(Posted(notification.id, notification.alert_id, notification.event, "sent",
                                   notification.payload))  # fmt: skip
         return result
@@ -212,9 +214,9 @@ class AlertmanagerChannel:
             body = [postable_alert(p.payload, keys[p.alert_id], ends) for p in picked]
             for i in range(0, len(body), _BATCH):
                 result = self._post(body[i : i + _BATCH])
-                if result.outcome == "retry":
+                if result.state == "retry":
                     raise StoreUnavailable(f"{result.error}; the next re-post tries again")
-                if result.outcome == "refused":
+                if result.state == "refused":
                     raise RuntimeError(f"Alertmanager refused the re-post of firing alerts: {result.error}")
         return len(body)
 
