@@ -1,4 +1,4 @@
-"""build_scheduler(settings): the rollup, purge, reaper and reconcile jobs in one APScheduler process."""
+"""build_scheduler(settings): the rollup, purge, reaper, reconcile and alert jobs in one APScheduler process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from pipeline.alerts.delivery.alertmanager import AlertmanagerChannel
 from pipeline.alerts.evaluator import AlertEvaluator, EvaluationRun
 from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
@@ -50,6 +51,10 @@ class SchedulerJobs:
             settings.api.rpo_default,
             influx_ok=self.influx.ping,
         )
+        self.alertmanager: AlertmanagerChannel | None = None
+        if settings.alerts.alertmanager_url:
+            self.alertmanager = AlertmanagerChannel(settings.alerts, self.engine)
+            self.metrics.watch("alertmanager-resend")
         self.reconciler = SummaryReconciler(
             self.engine,
             self.store,
@@ -130,18 +135,27 @@ class SchedulerJobs:
         """Every alert rule, once, if no other scheduler is evaluating; changes and notifications committed together."""
         return self._guard("alerts", self.evaluator.run_once, EvaluationRun())
 
+    def resend_alertmanager(self) -> int:
+        """Post the firing alerts to Alertmanager again before they expire there; returns how many."""
+        if self.alertmanager is None:
+            return 0
+        return self._guard("alertmanager-resend", self.alertmanager.resend, 0)
+
     def close(self) -> None:
+        if self.alertmanager is not None:
+            self.alertmanager.close()
         self.influx.close()
         self.engine.dispose()
 
 
 def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJobs]:
-    """A blocking scheduler running rollup, purge, reaper and reconciles at their configured intervals (an
-    interval of 0 turns a reconcile off)."""
+    """A blocking scheduler running rollup, purge, reaper, reconciles and alert jobs at their configured intervals
+    (an interval of 0 turns a reconcile off; the Alertmanager re-post runs only when Alertmanager is configured)."""
     jobs = SchedulerJobs(settings)
     scheduler = BlockingScheduler(timezone=UTC)
     now = datetime.now(UTC)
     s = settings.scheduler
+    resend = settings.alerts.alertmanager_resend if jobs.alertmanager is not None else 0
     # The full reconcile waits one interval: a scheduler restarting often must not sweep every machine each
     # time (the upgrade that added the marks marked every existing job, so the first `changed` run covers them).
     runs = [
@@ -150,6 +164,7 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.purge, s.purge_interval, "purge", now),
         (jobs.reconcile, s.reconcile_interval, "reconcile", now),
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
+        (jobs.resend_alertmanager, resend, "alertmanager-resend", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
     for func, seconds, name, first in runs:
