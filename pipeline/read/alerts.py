@@ -83,11 +83,11 @@ def list_alerts(engine: Engine, query: AlertQuery, dashboard_url: str) -> dict:
     """A page of alerts, firing first, then by severity (critical first), then the newest start; `total`
     counts every match, `firing` the firing alerts by severity among those of `rule` and `vm_name`."""
     a = alerts.c
-    subject = [
-        c
-        for c in (a.rule == query.rule if query.rule else None, a.vm_name == query.vm_name if query.vm_name else None)
-        if c is not None
-    ]
+    subject = []  # the filters the firing counts keep too
+    if query.rule:
+        subject.append(a.rule == query.rule)
+    if query.vm_name:
+        subject.append(a.vm_name == query.vm_name)
     where = [*subject]
     if query.state:
         where.append(a.state == query.state)
