@@ -19,7 +19,14 @@ from pipeline.alerts.lifecycle import Silence
 from pipeline.alerts.store import RuleConfigs, dashboard_link
 from pipeline.alerts.vocabulary import CHANNELS, DEFAULT_RULES, SEVERITIES
 from pipeline.clock import aware
-from pipeline.db.tables import alert_notifications, alert_rule_overrides, alert_silences, alert_transitions, alerts
+from pipeline.db.tables import (
+    alert_evaluations,
+    alert_notifications,
+    alert_rule_overrides,
+    alert_silences,
+    alert_transitions,
+    alerts,
+)
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -55,7 +62,18 @@ def _active_silences(conn: Connection, now: datetime) -> list[Silence]:
     return [Silence(r.id, r.vm_name, r.rule, r.starts_at, r.ends_at) for r in rows]
 
 
-def _alert_view(row: Row, silences: list[Silence], now: datetime, dashboard_url: str) -> dict:
+def _last_evaluation(conn: Connection) -> datetime | None:
+    return conn.execute(select(alert_evaluations.c.last_finished_at).where(alert_evaluations.c.id == 1)).scalar()
+
+
+def _alert_view(
+    row: Row, silences: list[Silence], now: datetime, dashboard_url: str, evaluated: datetime | None = None
+) -> dict:
+    # An open alert is looked at in every evaluation but written only when it changes: its last evaluation is
+    # the last run's.
+    last = row.last_evaluated_at
+    if evaluated is not None and (row.state == "firing" or row.notified_state == "firing") and evaluated > last:
+        last = evaluated
     acknowledgement = None
     if row.acknowledged_at is not None:
         by, comment = row.acknowledged_by, row.ack_comment or ""
@@ -72,7 +90,7 @@ def _alert_view(row: Row, silences: list[Silence], now: datetime, dashboard_url:
         "details": row.details if isinstance(row.details, dict) else {},
         "started_at": aware(row.started_at),
         "resolved_at": aware(row.resolved_at),
-        "last_evaluated_at": aware(row.last_evaluated_at),
+        "last_evaluated_at": aware(last),
         "silenced": any(s.matches(row.rule, row.vm_name, now) for s in silences),
         "acknowledgement": acknowledgement,
         "dashboard_url": dashboard_link(dashboard_url, row.vm_name),
@@ -103,9 +121,10 @@ def list_alerts(engine: Engine, query: AlertQuery, dashboard_url: str) -> dict:
             select(a.severity, func.count()).where(a.state == "firing", *subject).group_by(a.severity)
         ).all()
         silences = _active_silences(conn, now) if rows else []
+        evaluated = _last_evaluation(conn)
     firing = dict.fromkeys(reversed(SEVERITIES), 0) | {r[0]: int(r[1]) for r in counts if r[0] in SEVERITIES}
     return {
-        "alerts": [_alert_view(r, silences, now, dashboard_url) for r in rows],
+        "alerts": [_alert_view(r, silences, now, dashboard_url, evaluated) for r in rows],
         "total": int(total),
         "firing": firing,
     }
@@ -142,8 +161,9 @@ def get_alert(engine: Engine, alert_id: int, dashboard_url: str) -> dict | None:
             .limit(HISTORY_LIMIT)
         ).all()
         silences = _active_silences(conn, now)
+        evaluated = _last_evaluation(conn)
     return {
-        **_alert_view(row, silences, now, dashboard_url),
+        **_alert_view(row, silences, now, dashboard_url, evaluated),
         "transitions": [
             {
                 "kind": r.kind,
