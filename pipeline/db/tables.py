@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -147,6 +148,11 @@ machines = Table(
     Column("last_success_at", Moment, nullable=True),
     # Recovery-point objective of this machine, overriding the default (SENDENSE_RPO_DEFAULT).
     Column("rpo_seconds", Integer(), nullable=True),
+    # Failure risk: what its last finished runs say (pipeline/insight/risk.py, the logit without the RPO
+    # part, and its factors), written by the job store after each rollup and reconcile; NULL until then.
+    Column("risk_logit", Double(), nullable=True),
+    Column("risk_factors", JSON(), nullable=True),
+    Column("risk_assessed_at", Moment, nullable=True),
     Index(None, "last_job_at"),
     Index(None, "last_success_at"),
 )

@@ -29,6 +29,7 @@ on seed 2: bench/risk.py and the README.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import Counter
@@ -124,11 +125,11 @@ class HistoryRisk:
         return {"runs": self.runs, "factors": [f.as_dict() for f in self.factors]}
 
     @classmethod
-    def stored(cls, logit: float | None, factors: Mapping | None) -> HistoryRisk | None:
-        """From the two columns (None: not assessed yet)."""
+    def stored(cls, logit: float | None, factors: Mapping | str | None) -> HistoryRisk | None:
+        """From the two columns (None: not assessed yet); `factors` as JSON text or decoded."""
         if logit is None:
             return None
-        body = factors or {}
+        body = json.loads(factors) if isinstance(factors, str | bytes) else factors or {}
         return cls(
             float(logit),
             int(body.get("runs", 0)),
@@ -257,12 +258,17 @@ def _sigmoid(x: float) -> float:
 
 
 def failure_risk(history: HistoryRisk | None, *, age_seconds: float | None, rpo_seconds: int) -> Risk:
-    """The risk now: the history's logit plus the RPO margin (only once a run has finished), as a score."""
-    if history is None or history.runs == 0:
-        return Risk(_sigmoid(INTERCEPT), level_of(_sigmoid(INTERCEPT)), ["no finished backup yet to judge by"])
+    """The risk now: the history's logit (None, not assessed yet: the intercept alone) plus the RPO margin's
+    points (`age_seconds` of the last success, None if never), as a score with its level and reasons."""
+    known = history if history is not None else HistoryRisk(INTERCEPT, 0, ())
     value, points = rpo_points(age_seconds, rpo_seconds)
-    factors = [*history.factors, Factor("rpo", value, points, _rpo_reason(age_seconds, rpo_seconds))]
-    score = _sigmoid(history.logit + points)
-    named = sorted((f for f in factors if f.points >= _REASON_POINTS), key=lambda f: -f.points)
-    reasons = [f.reason for f in named] or [f"nothing unusual in the last {history.runs} runs"]
+    factors = [*known.factors, Factor("rpo", value, points, _rpo_reason(age_seconds, rpo_seconds))]
+    score = _sigmoid(known.logit + points)
+    reasons = [f.reason for f in sorted(factors, key=lambda f: -f.points) if f.points >= _REASON_POINTS]
+    if history is None:
+        reasons.insert(0, "not assessed yet (after the next rollup or reconcile of its jobs)")
+    elif known.runs == 0:
+        reasons.insert(0, "no finished backup yet to judge by")
+    elif not reasons:
+        reasons = [f"nothing unusual in the last {known.runs} runs"]
     return Risk(score, level_of(score), reasons)

@@ -36,6 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.clock import utc_now
 from pipeline.db.tables import backup_disks, backup_jobs, job_disk_charts, job_telemetry_snapshots, machines
 from pipeline.ingest.models import CreateBackup, server_job_id
+from pipeline.insight.recent_runs import recent_runs
+from pipeline.insight.risk import HistoryRisk, assess_history
 from pipeline.jobs.state import (
     END_DISKS,
     END_MACHINE,
@@ -373,6 +375,46 @@ class JobStore:
         if new:
             conn.execute(insert(backup_jobs), new)
         return [r["id"] for r in new]
+
+    # --- failure risk ----------------------------------------------------------------------------------
+
+    def assess_risk(self, vm_names: Sequence[str]) -> int:
+        """Recompute these machines' failure risk from their last finished runs (after a rollup of one of
+        their jobs); returns how many machines were written.
+
+        Their rows are locked first and the runs read after, under READ COMMITTED: of two schedulers
+        assessing one machine, the second reads what the first could not have seen, so the last write is
+        never older than the runs it follows. Jobs are only read, never locked (a group commit locks a job,
+        then its machine: no cycle)."""
+        names = sorted(set(vm_names))
+        if not names:
+            return 0
+        with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
+            locked = list(
+                conn.execute(
+                    select(machines.c.vm_name)
+                    .where(machines.c.vm_name.in_(bindparam("names", expanding=True)))
+                    .order_by(machines.c.vm_name)
+                    .with_for_update(),
+                    {"names": names},
+                ).scalars()
+            )
+            runs = recent_runs(conn, locked)
+            return self.write_risk(conn, {vm: assess_history(runs.get(vm, [])) for vm in locked})
+
+    @staticmethod
+    def write_risk(conn: Connection, assessed: dict[str, HistoryRisk]) -> int:
+        """Set machines' failure-risk columns in the caller's transaction (which holds their rows locked)."""
+        if not assessed:
+            return 0
+        now = utc_now()
+        conn.execute(
+            update(machines)
+            .where(machines.c.vm_name == bindparam("vm"))
+            .values(risk_logit=bindparam("logit"), risk_factors=bindparam("factors"), risk_assessed_at=bindparam("at")),
+            [{"vm": vm, "logit": h.logit, "factors": h.as_dict(), "at": now} for vm, h in assessed.items()],
+        )
+        return len(assessed)
 
     def set_rpo(self, vm_name: str, rpo_seconds: int | None) -> bool:
         """Set (None: clear) a machine's own recovery-point objective; False if the machine is unknown."""

@@ -10,7 +10,8 @@ or lost, and no table is locked for more than one batch of machines.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text
@@ -18,6 +19,8 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline.clock import utc_now
 from pipeline.db.tables import summary_reconcile_runs
+from pipeline.insight.recent_runs import recent_runs
+from pipeline.insight.risk import HistoryRisk, assess_history
 from pipeline.jobs.store import JobStore
 from pipeline.jobs.vocabulary import COMPLETED
 from pipeline.reconcile.plan import BatchPlan, plan_batch
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 _NAMES = bindparam("names", expanding=True)
 _LOCK = text(
     "SELECT vm_name, total_jobs, successful, failed, cancelled, protected_bytes, last_job_id, last_job_at, "
-    "last_success_at FROM machines WHERE vm_name IN :names ORDER BY vm_name FOR UPDATE"
+    "last_success_at, risk_logit, risk_factors FROM machines WHERE vm_name IN :names ORDER BY vm_name FOR UPDATE"
 ).bindparams(_NAMES)
 _AGGREGATE = text(
     "SELECT vm_name, COUNT(*) AS total_jobs, SUM(status = :completed) AS successful, "
@@ -75,6 +78,22 @@ def _summary(row) -> MachineSummary:
         last_job_at=row.last_job_at,
         last_success_at=row.last_success_at,
     )
+
+
+def _risk_changes(rows: Mapping[str, object], runs: Mapping[str, list]) -> dict[str, HistoryRisk]:
+    """The machines whose failure risk, assessed from `runs`, is not what their row (None: new) holds."""
+    changed = {}
+    for vm, row in rows.items():
+        assessed = assess_history(runs.get(vm, []))
+        kept = None if row is None else HistoryRisk.stored(row.risk_logit, row.risk_factors)
+        same = (
+            kept is not None
+            and math.isclose(kept.logit, assessed.logit, abs_tol=1e-9)
+            and kept.as_dict() == assessed.as_dict()
+        )
+        if not same:
+            changed[vm] = assessed
+    return changed
 
 
 class DriftState:
@@ -179,7 +198,7 @@ class SummaryReconciler:
     def _batch(self, names: list[str], report: ReconcileReport, dry_run: bool) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                plan = self._plan_and_write(names, dry_run)
+                plan, reassessed = self._plan_and_write(names, dry_run)
                 break
             except OperationalError as exc:
                 # A deadlock with a job being created for a machine new to this batch: try the batch again.
@@ -187,11 +206,13 @@ class SummaryReconciler:
                     raise
                 log.info("reconcile batch retried after MySQL error %s", exc.orig.args[0])
         report.add(plan.corrections, len(names), plan.created)
+        report.risk_reassessed += reassessed
 
-    def _plan_and_write(self, names: list[str], dry_run: bool) -> BatchPlan:
+    def _plan_and_write(self, names: list[str], dry_run: bool) -> tuple[BatchPlan, int]:
         # REPEATABLE READ: the aggregate and the latest jobs come from one snapshot, taken after the locks.
         with self.engine.connect() as conn, conn.begin() as transaction:
-            stored = {r.vm_name: _summary(r) for r in conn.execute(_LOCK, {"names": names})}
+            stored_rows = conn.execute(_LOCK, {"names": names}).all()
+            stored = {r.vm_name: _summary(r) for r in stored_rows}
             aggregates = {r.vm_name: r for r in conn.execute(_AGGREGATE, {"names": names})}
             latest = {r.vm_name: r for r in conn.execute(_LATEST, {"names": names})}
             computed = {
@@ -200,11 +221,19 @@ class SummaryReconciler:
             }
             first_seen = {vm: (latest[vm].repository_id, row.first_job_at) for vm, row in aggregates.items()}
             plan = plan_batch(names, stored, computed, first_seen)
+            # The failure risk follows the same jobs (an import, a history changed by hand): assessed again
+            # from the same snapshot, written where it changed. Not a correction of the counters.
+            rows = {r.vm_name: r for r in stored_rows} | {
+                w["vm_name"]: None for w in plan.writes if w["vm_name"] not in stored
+            }
+            changed = _risk_changes(rows, recent_runs(conn, list(rows)))
             if dry_run:
                 transaction.rollback()
-            elif plan.writes:
-                self.jobs.write_machine_summaries(conn, plan.writes)
-        return plan
+            else:
+                if plan.writes:
+                    self.jobs.write_machine_summaries(conn, plan.writes)
+                self.jobs.write_risk(conn, changed)
+        return plan, len(changed)
 
     def _record(self, report: ReconcileReport) -> None:
         with self.engine.begin() as conn:

@@ -81,6 +81,8 @@ class ReconcileReport:
     corrections: list[Correction] = field(default_factory=list)
     since: datetime | None = None
     """`changed` runs: jobs marked after this were looked at (None: every marked job)."""
+    risk_reassessed: int = 0
+    """Machines whose failure risk (pipeline/insight/risk.py) the run wrote anew (not counted as corrections)."""
 
     def add(self, corrections: list[Correction], checked: int, created: int) -> None:
         self.machines_checked += checked
@@ -102,5 +104,6 @@ class ReconcileReport:
             "machines_corrected": self.machines_corrected,
             "machines_created": self.machines_created,
             "corrections_total": self.corrections_total,
+            "risk_reassessed": self.risk_reassessed,
             "corrections": [c.as_dict() for c in self.corrections],
         }

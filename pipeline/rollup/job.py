@@ -44,6 +44,9 @@ class RollupJob:
     transaction. Another scheduler skips the locked row and, after the commit, no longer
     matches it. Raw points are removed only after that commit.
 
+    After the commit the machine's failure risk is assessed again from its last finished runs (a
+    backup's only: restores and replications are not its backups), in a transaction of its own.
+
     A job whose rollup raises (bad data, a bug) has the failure recorded in the same transaction
     and is retried with back-off, then set aside; the run goes on with the next job. An outage of
     InfluxDB or MySQL is nobody's fault: nothing is recorded and the run stops until the next one.
@@ -113,6 +116,13 @@ class RollupJob:
             metrics["peak_speed_mbps"],
             (time.perf_counter() - started) * 1000,
         )
+        if job.job_type == "backup":
+            try:
+                self.store.assess_risk([job.vm_name])
+            except Exception as exc:  # the summary is safe; the next rollup or reconcile of it assesses it again
+                log.warning(
+                    "rolled up %s but could not assess the failure risk of %r yet: %s", job.id, job.vm_name, exc
+                )
         try:
             self.purger.purge(job, metrics)
         except Exception as exc:  # the purge job retries; the summary is safe

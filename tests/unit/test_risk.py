@@ -38,10 +38,13 @@ def test_no_history_is_the_intercept_and_says_there_is_nothing_to_judge_by():
     history = assess_history([])
     assert (history.logit, history.runs, history.factors) == (INTERCEPT, 0, ())
     risk = failure_risk(history, age_seconds=None, rpo_seconds=DAY)
-    # Never backed up, but with no finished run the RPO factor is not counted yet.
-    assert risk.score == pytest.approx(_sigmoid(-3.62)) == pytest.approx(0.02609, abs=1e-5)
-    assert risk.level == "low" and risk.reasons == ["no finished backup yet to judge by"]
-    assert failure_risk(None, age_seconds=None, rpo_seconds=DAY) == risk
+    # Never backed up: the RPO factor is at its cap of 2, 0.3 × 2 = 0.6 points.
+    assert risk.score == pytest.approx(_sigmoid(-3.62 + 0.6)) == pytest.approx(0.04653, abs=1e-5)
+    assert risk.level == "low"
+    assert risk.reasons == ["no finished backup yet to judge by", "never backed up successfully"]
+    # Not assessed yet (a machine from before the risk existed): the same score, said so.
+    unknown = failure_risk(None, age_seconds=None, rpo_seconds=DAY)
+    assert unknown.score == risk.score and unknown.reasons[0].startswith("not assessed yet")
 
 
 def test_one_completed_run_has_no_trend_and_only_its_rpo_margin_counts():
