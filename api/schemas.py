@@ -311,6 +311,17 @@ class RpoStatus(Struct):
     overdue_ratio: float | None
 
 
+class FailureRisk(Struct):
+    """How likely the machine's next backup fails or overruns (2× its usual duration), from its last 10
+    finished backup runs and its RPO margin (pipeline/insight/risk.py): `score` 0-1, `level` low (below
+    0.05), medium, high (from 0.115), and the `reasons`, the weightiest first. Measured against simulated
+    histories with planted degradation in bench/risk.py."""
+
+    score: Annotated[float, Meta(ge=0, le=1)]
+    level: Literal["low", "medium", "high"]
+    reasons: list[str]
+
+
 class MachineFlow(Struct):
     """A row of the protection-flows table."""
 
@@ -326,6 +337,7 @@ class MachineFlow(Struct):
     last_backup: LastBackup
     machine: MachineInfo
     rpo: RpoStatus
+    risk: FailureRisk
 
 
 class MachineList(Struct):
@@ -374,6 +386,7 @@ class MachineDetails(Struct):
     repository_id: str | None
     machine: MachineInfo
     rpo: RpoStatus
+    risk: FailureRisk
     kpis: MachineKpis
     last_backup: LastBackup
     trend: list[TrendPoint]

@@ -56,8 +56,9 @@ class MachineController(Controller):
         out_of_rpo: bool | None = None,
     ) -> MachineList:
         """A page of the flows table, one row per VM: latest job, success rate (completed ÷ (completed +
-        failed)), sizes and `rpo` (objective, age of the last successful backup, `out_of_rpo`). Sorted by
-        `sort` (default `rpo`: most overdue first), filtered by `search` (a substring of the VM name or
+        failed)), sizes, `rpo` (objective, age of the last successful backup, `out_of_rpo`) and `risk` (how
+        likely its next backup fails or overruns, with the reasons). Sorted by `sort` (default `rpo`: most
+        overdue first; `risk`: riskiest first), filtered by `search` (a substring of the VM name or
         repository) and `out_of_rpo`; `total` counts every match."""
         query = MachineQuery(limit, offset, sort, order == "desc", search or None, out_of_rpo)
         page = await to_thread.run_sync(list_machines, engine, query, settings.api.rpo_default)
@@ -66,7 +67,7 @@ class MachineController(Controller):
     @get("/{vm_name:str}", operation_id="getMachine", responses=errors(400, 401, 404, 503))
     async def one(self, engine: Engine, settings: Settings, vm_name: VmName) -> MachineDetails:
         """VM details, KPIs and analytics: totals, success rate, average size and duration, trend per job,
-        anomalies of its runs, and its RPO status."""
+        anomalies of its runs, its RPO status and its failure risk (score, level, reasons)."""
         machine = await to_thread.run_sync(get_machine, engine, vm_name, settings.api.rpo_default)
         if machine is None:
             raise NotFoundException(f"no jobs for a machine named {vm_name!r}")

@@ -1,4 +1,5 @@
-"""Protected machines: the flows table (paged, sorted, with RPO) and one machine's details, KPIs and trends."""
+"""Protected machines: the flows table (paged, sorted, with RPO and failure risk) and one machine's details,
+KPIs and trends."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Literal
 from sqlalchemy import Engine, text
 
 from pipeline.clock import aware
+from pipeline.insight.risk import INTERCEPT, RPO_CAP, WEIGHTS, HistoryRisk, failure_risk
 from pipeline.insight.rpo import rpo_status
 from pipeline.read.jobs import anomalies_of, duration_seconds, list_jobs
 
 __all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "registered_machine", "success_rate"]
 
 TREND_LIMIT = 500
-MachineSort = Literal["rpo", "vm_name", "last_backup", "success_rate", "total_backups"]
-MACHINE_SORTS: tuple[str, ...] = ("rpo", "vm_name", "last_backup", "success_rate", "total_backups")
+MachineSort = Literal["rpo", "vm_name", "last_backup", "success_rate", "total_backups", "risk"]
+MACHINE_SORTS: tuple[str, ...] = ("rpo", "vm_name", "last_backup", "success_rate", "total_backups", "risk")
 
 
 def success_rate(successful: int, failed: int) -> float | None:
@@ -42,6 +44,7 @@ class MachineQuery:
 _SELECT = """
     SELECT m.vm_name, m.repository_id, m.cpu_count, m.memory_mb, m.os_type, m.disk_count, m.protection_flow,
            m.total_jobs, m.successful, m.failed, m.cancelled, m.protected_bytes, m.last_success_at, m.rpo_seconds,
+           m.risk_logit, m.risk_factors,
            j.id AS last_backup_id, j.backup_type AS last_type, j.job_type AS last_job_type, j.status AS last_status,
            j.created_at AS last_created_at, j.completed_at AS last_completed_at, j.bytes_transferred AS last_bytes,
            j.total_bytes AS last_total_bytes
@@ -51,12 +54,22 @@ _OVERDUE = (
     "(TIMESTAMPDIFF(SECOND, COALESCE(m.last_success_at, '1970-01-01'), UTC_TIMESTAMP()) "
     "/ COALESCE(m.rpo_seconds, :rpo_default))"
 )
+# The failure risk's logit: the part its runs decided (kept by the job store; the intercept until assessed)
+# plus the RPO margin's points now, as pipeline/insight/risk.py adds them. The score is monotonic in it,
+# so this is the score's order: one expression over the machines' own rows, as the RPO order is.
+_RISK = (
+    "(COALESCE(m.risk_logit, :risk_intercept) + :risk_rpo_weight * COALESCE(LEAST(GREATEST("
+    "TIMESTAMPDIFF(SECOND, m.last_success_at, UTC_TIMESTAMP()), 0) / COALESCE(m.rpo_seconds, :rpo_default), "
+    ":risk_cap), :risk_cap))"
+)
+_RISK_PARAMS = {"risk_intercept": INTERCEPT, "risk_rpo_weight": WEIGHTS["rpo"], "risk_cap": RPO_CAP}
 _ORDER = {
     "rpo": _OVERDUE,
     "vm_name": "m.vm_name",
     "last_backup": "m.last_job_at",
     "success_rate": "(m.successful / NULLIF(m.successful + m.failed, 0))",
     "total_backups": "m.total_jobs",
+    "risk": _RISK,
 }
 
 
@@ -76,7 +89,7 @@ def list_machines(engine: Engine, query: MachineQuery, rpo_default: int) -> dict
     """A page of the flows table: one row per VM with its latest job, success rate, sizes and RPO status."""
     where, params = _where(query)
     direction = "DESC" if query.descending else "ASC"
-    params |= {"rpo_default": rpo_default, "limit": query.limit, "offset": query.offset}
+    params |= {"rpo_default": rpo_default, "limit": query.limit, "offset": query.offset, **_RISK_PARAMS}
     order = f"{_ORDER[query.sort]} {direction}, m.vm_name ASC"
     with engine.connect() as conn:
         total = conn.execute(text(f"SELECT COUNT(*) FROM machines AS m{where}"), params).scalar_one()
@@ -98,6 +111,9 @@ def _machine_info(row) -> dict:
 def _flow_view(row, rpo_default: int, now: datetime) -> dict:
     successful, failed = int(row.successful or 0), int(row.failed or 0)
     cancelled = int(row.cancelled or 0)
+    rpo = rpo_status(row.last_success_at, row.rpo_seconds, rpo_default, now)
+    history = HistoryRisk.stored(row.risk_logit, row.risk_factors)
+    risk = failure_risk(history, age_seconds=rpo["age_seconds"], rpo_seconds=rpo["rpo_seconds"])
     return {
         "vm_name": row.vm_name,
         "repository_id": row.repository_id,
@@ -119,7 +135,8 @@ def _flow_view(row, rpo_default: int, now: datetime) -> dict:
             "total_bytes": row.last_total_bytes,
         },
         "machine": _machine_info(row),
-        "rpo": rpo_status(row.last_success_at, row.rpo_seconds, rpo_default, now),
+        "rpo": rpo,
+        "risk": risk.as_dict(),
     }
 
 
@@ -184,6 +201,7 @@ def get_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
         "repository_id": view["repository_id"],
         "machine": view["machine"],
         "rpo": view["rpo"],
+        "risk": view["risk"],
         "kpis": kpis,
         "last_backup": view["last_backup"],
         "trend": trend,
