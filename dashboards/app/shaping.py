@@ -31,6 +31,7 @@ __all__ = [
     "performance_figures",
     "phase_bands",
     "phase_color",
+    "risk_text",
     "rpo_text",
     "speed_columns",
     "stream_tail",
@@ -215,6 +216,15 @@ def rpo_text(rpo: dict | None) -> tuple[str, str]:
     return status, f"{'never' if age is None else _short(age)} / {objective}"
 
 
+def risk_text(risk: dict | None) -> tuple[str, str]:
+    """(level, score and reasons) of a machine's failure risk, e.g. ("high", "26 %: 3 of the last 10 runs
+    failed; duration grew 40 % over 8 runs"); blanks when the API gave none."""
+    if not risk or risk.get("score") is None:
+        return "", ""
+    reasons = "; ".join(risk.get("reasons") or [])
+    return str(risk.get("level") or ""), f"{round(100 * float(risk['score']))} %: {reasons}"
+
+
 def _short(seconds: float | None) -> str:
     """A compact age: "45m", "31h 10m", "3d 4h"."""
     if seconds is None:
@@ -237,6 +247,7 @@ def machines_columns(machines: Sequence[dict]) -> dict[str, list]:
     """The protection-flows table; sizes in MB and rates as numbers, the RPO as status and age."""
     lasts = [m.get("last_backup") or {} for m in machines]
     rpos = [rpo_text(m.get("rpo")) for m in machines]
+    risks = [risk_text(m.get("risk")) for m in machines]
     return {
         "rpo_status": [status for status, _ in rpos],
         "rpo_age": [age for _, age in rpos],
@@ -248,6 +259,8 @@ def machines_columns(machines: Sequence[dict]) -> dict[str, list]:
         "last_size_mb": [_nan(last.get("bytes_transferred")) / BYTES_PER_MB for last in lasts],
         "success_rate": [_nan(m.get("success_rate")) for m in machines],
         "total_backups": [m.get("total_backups", 0) for m in machines],
+        "risk": [level for level, _ in risks],
+        "risk_reasons": [why for _, why in risks],
     }
 
 

@@ -37,6 +37,7 @@ _ORDERS: dict[str, tuple[str, bool, str, str]] = {
     "vm_name": ("VM name", False, "A → Z", "Z → A"),
     "success_rate": ("Success rate", False, "lowest first", "highest first"),
     "total_backups": ("Backups", True, "most first", "fewest first"),
+    "risk": ("Failure risk", True, "riskiest first", "safest first"),
 }
 DEFAULT_SORT = Sort("rpo", True)
 SORT_CHOICES: list[tuple[str, str]] = [

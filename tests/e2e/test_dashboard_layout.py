@@ -19,7 +19,7 @@ from tests.support.probes import update_body
 WINDOWS = [(1280, 800), (1400, 1000), (1920, 1080)]
 # What each tab draws, by Bokeh model name, top to bottom.
 TABS = {
-    "Summary": ["vm-info", "summary-kpis", "history-table"],
+    "Summary": ["vm-info", "summary-kpis", "summary-risk", "history-table"],
     "Performance": ["job-select", "perf-figures", "speed-chart", "disk-chart"],
     "Analytics": ["analytics-totals", "success-donut", "trend-size_mb", "trend-duration_min"],
 }

@@ -110,11 +110,11 @@ def test_columns_the_api_cannot_sort_by_are_not_clickable_and_say_so(page: Page,
     expect(page.locator(".slick-cell").first).to_be_visible()
     for title in ("Repository", "Age / RPO", "Last job type", "Last status", "Last size (MB)"):
         expect(_header(page, title)).to_be_disabled()
-    for title in ("VM", "RPO", "Last job (UTC)", "Success (%)", "Backups"):
+    for title in ("VM", "RPO", "Risk", "Last job (UTC)", "Success (%)", "Backups"):
         expect(_header(page, title)).to_be_enabled()
     # Each header's tooltip says what it does (on the header's own element, around its button).
     expect(page.locator(".bk-Button[title='The API cannot sort by this column']")).to_have_count(5)
-    expect(page.locator(".bk-Button[title^='Click to sort by ']")).to_have_count(4)
+    expect(page.locator(".bk-Button[title^='Click to sort by ']")).to_have_count(5)
     expect(
         page.locator(".bk-Button[title='Sorted by RPO, most overdue first; click for least overdue first']")
     ).to_have_count(1)

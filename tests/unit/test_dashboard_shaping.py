@@ -20,12 +20,14 @@ from dashboards.app.shaping import (
     page_text,
     performance_figures,
     phase_bands,
+    risk_text,
     speed_columns,
     stream_tail,
     trend_columns,
     unfinished_text,
 )
 from dashboards.app.table_sort import DEFAULT_SORT, SORT_CHOICES, Sort, header_label, header_tip, sort_after_click
+from dashboards.app.views.summary import risk_card, risk_html
 from pipeline.read.machines import MACHINE_SORTS
 
 CHART = [
@@ -155,6 +157,21 @@ def test_machines_table_has_numeric_columns_and_the_rpo_status():
     assert cols["last_type"] == ["full backup", ""]
     assert cols["rpo_status"] == ["out of RPO", "within RPO"]
     assert cols["rpo_age"] == ["never / 1d", "3h 10m / 12h"]
+
+
+def test_the_risk_column_shows_the_level_with_score_and_reasons_as_tooltip():
+    risk = {"score": 0.256, "level": "high", "reasons": ["3 of the last 10 runs failed", "speed fell 30 % over 8 runs"]}
+    assert risk_text(risk) == ("high", "26 %: 3 of the last 10 runs failed; speed fell 30 % over 8 runs")
+    assert risk_text(None) == ("", "")
+    cols = machines_columns([{"vm_name": "a", "risk": risk}, {"vm_name": "b"}])
+    assert cols["risk"] == ["high", ""] and cols["risk_reasons"][0].startswith("26 %: 3 of the last 10")
+    assert risk_card(risk) == ("Failure risk", "high 26 %", "kpi-risk") and risk_card(None)[1] == "—"
+
+
+def test_the_summary_says_why_with_every_reason_escaped():
+    html = risk_html({"score": 0.03, "level": "low", "reasons": ["<b>odd</b> reason", "another"]})
+    assert "&lt;b&gt;odd&lt;/b&gt; reason; another" in html and "<b>odd</b>" not in html
+    assert risk_html(None) == ""
 
 
 def test_the_page_line_counts_from_one():

@@ -32,6 +32,11 @@ PAGE_SIZE = 100
 _RPO_TEMPLATE = (
     "<span style=\"font-weight:600;color:<%= value === 'out of RPO' ? '#c62828' : '#2e7d32' %>\"><%= value %></span>"
 )
+# The level (the API's Literal: low, medium, high); its score and reasons are the tooltip, escaped.
+_RISK_TEMPLATE = (
+    "<span title=\"<%- risk_reasons %>\" style=\"font-weight:600;color:<%= value === 'high' ? '#c62828' : "
+    "value === 'medium' ? '#e65100' : '#2e7d32' %>\"><%- value %></span>"
+)
 # A name longer than its column ends in "…"; the whole name is its tooltip (escaped: names are the agents').
 _NAME_TEMPLATE = '<span title="<%- value %>"><%- value %></span>'
 # The grid draws no header of its own (a click there would sort only the page shown): these buttons are
@@ -58,10 +63,12 @@ class _Column(NamedTuple):
 def _columns() -> list[_Column]:
     number = NumberFormatter(format="0,0.0", nan_format="—")
     return [
-        _Column("vm_name", "VM", 190, "vm_name", HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
-        _Column("repository_id", "Repository", 160, None, HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
+        # VM, Repository and Age / RPO gave 60 px to Risk, so that the table still fits 1280 px.
+        _Column("vm_name", "VM", 160, "vm_name", HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
+        _Column("repository_id", "Repository", 155, None, HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
         _Column("rpo_status", "RPO", 85, "rpo", HTMLTemplateFormatter(template=_RPO_TEMPLATE)),
-        _Column("rpo_age", "Age / RPO", 120),
+        _Column("rpo_age", "Age / RPO", 100),
+        _Column("risk", "Risk", 65, "risk", HTMLTemplateFormatter(template=_RISK_TEMPLATE)),
         _Column("last_type", "Last job type", 145),
         _Column("last_status", "Last status", 95),
         _Column("last_time", "Last job (UTC)", 140, "last_backup"),

@@ -1,4 +1,4 @@
-"""Dialog tab Summary: VM info, KPI cards and the backup history table."""
+"""Dialog tab Summary: VM info, KPI cards, the failure risk's reasons and the backup history table."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from html import escape
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, NumberFormatter, TableColumn
 
-from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns, rpo_text
+from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns, risk_text, rpo_text
 from dashboards.app.views.common import cards_html, replace_rows
 
 __all__ = ["SummaryView"]
 
 # The cell holds the short form; hovering shows the sentences (escaped, as every value is).
 _FLAGS_TEMPLATE = '<span title="<%- flag_sentences %>"><%- value %></span>'
+_RISK_LABEL = "Failure risk"
 
 
 class SummaryView:
@@ -23,6 +24,7 @@ class SummaryView:
         self.source = ColumnDataSource(history_columns([]), name="history-source")
         self.info = Div(text="", name="vm-info", sizing_mode="stretch_width")
         self.kpis = Div(text="", name="summary-kpis", sizing_mode="stretch_width")
+        self.risk = Div(text="", name="summary-risk", sizing_mode="stretch_width")
         number = NumberFormatter(format="0,0.0", nan_format="—")
         self.table = DataTable(
             source=self.source,
@@ -47,7 +49,7 @@ class SummaryView:
             index_position=None,
             name="history-table",
         )
-        self.layout = column(self.info, self.kpis, Div(text="<b>Backup history</b>"), self.table)
+        self.layout = column(self.info, self.kpis, self.risk, Div(text="<b>Backup history</b>"), self.table)
 
     def update(self, machine: dict) -> None:
         info = machine.get("machine") or {}
@@ -73,9 +75,25 @@ class SummaryView:
                 ("Last backup (UTC)", format_time(k.get("last_backup_at")), "kpi-last"),
                 ("Total protected", format_bytes(k.get("total_protected_bytes")), "kpi-protected"),
                 rpo_card(machine.get("rpo")),
+                risk_card(machine.get("risk")),
             ]
         )
+        self.risk.text = risk_html(machine.get("risk"))
         replace_rows(self.source, history_columns([]), history_columns(machine.get("backups") or []))
+
+
+def risk_card(risk: dict | None) -> tuple[str, str, str]:
+    """The failure-risk card: its level and score, e.g. "high 26 %"."""
+    level, _ = risk_text(risk)
+    return (_RISK_LABEL, f"{level} {round(100 * float(risk['score']))} %" if risk and level else "—", "kpi-risk")
+
+
+def risk_html(risk: dict | None) -> str:
+    """Why the next backup may fail or overrun, the weightiest reason first (every reason escaped)."""
+    if not risk:
+        return ""
+    reasons = "; ".join(escape(r) for r in risk.get("reasons") or [])
+    return f"<div class='risk-reasons'><b>{_RISK_LABEL}:</b> {reasons}</div>"
 
 
 def rpo_card(rpo: dict | None) -> tuple[str, str, str]:
