@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 _NAMES = bindparam("names", expanding=True)
 _LOCK = text(
     "SELECT vm_name, total_jobs, successful, failed, cancelled, protected_bytes, last_job_id, last_job_at, "
-    "last_success_at, risk_logit, risk_factors FROM machines WHERE vm_name IN :names ORDER BY vm_name FOR UPDATE"
+    "last_success_at, risk_logit, risk_factors, risk_assessed_at FROM machines WHERE vm_name IN :names "
+    "ORDER BY vm_name FOR UPDATE"
 ).bindparams(_NAMES)
 _AGGREGATE = text(
     "SELECT vm_name, COUNT(*) AS total_jobs, SUM(status = :completed) AS successful, "
@@ -78,6 +79,13 @@ def _summary(row) -> MachineSummary:
         last_job_at=row.last_job_at,
         last_success_at=row.last_success_at,
     )
+
+
+def _risk_due(row) -> bool:
+    """A machine whose failure risk the job store may not have written since its newest job: never
+    assessed, or assessed before that job was created (a scheduler that stopped between a rollup's
+    commit and the assessment; a weight change waits for the machine's next rollup)."""
+    return row.risk_assessed_at is None or (row.last_job_at is not None and row.last_job_at > row.risk_assessed_at)
 
 
 def _risk_changes(rows: Mapping[str, object], runs: Mapping[str, list]) -> dict[str, HistoryRisk]:
@@ -147,7 +155,9 @@ class SummaryReconciler:
         report = ReconcileReport(mode, started, dry_run=dry_run, since=since)
         names = self._every() if mode == "all" else self._changed(since or _EPOCH)
         for batch in names:
-            self._batch(batch, report, dry_run)
+            # Every job a `changed` run visits was changed outside: its machine's risk is read again. A full
+            # run reads it again only where the job store may not have (see _risk_due).
+            self._batch(batch, report, dry_run, every=mode == "changed")
             if progress is not None:
                 progress(report)
         report.finished_at = utc_now()
@@ -168,7 +178,7 @@ class SummaryReconciler:
         report = ReconcileReport("changed", utc_now(), dry_run=dry_run)
         ordered = sorted(set(names))
         for i in range(0, len(ordered), self.batch_size):
-            self._batch(ordered[i : i + self.batch_size], report, dry_run)
+            self._batch(ordered[i : i + self.batch_size], report, dry_run, every=True)
         report.finished_at = utc_now()
         return report
 
@@ -195,10 +205,10 @@ class SummaryReconciler:
     def _every(self) -> Iterator[list[str]]:
         return self._pages(_EVERY, {})
 
-    def _batch(self, names: list[str], report: ReconcileReport, dry_run: bool) -> None:
+    def _batch(self, names: list[str], report: ReconcileReport, dry_run: bool, *, every: bool) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                plan, reassessed = self._plan_and_write(names, dry_run)
+                plan, reassessed = self._plan_and_write(names, dry_run, every)
                 break
             except OperationalError as exc:
                 # A deadlock with a job being created for a machine new to this batch: try the batch again.
@@ -208,7 +218,7 @@ class SummaryReconciler:
         report.add(plan.corrections, len(names), plan.created)
         report.risk_reassessed += reassessed
 
-    def _plan_and_write(self, names: list[str], dry_run: bool) -> tuple[BatchPlan, int]:
+    def _plan_and_write(self, names: list[str], dry_run: bool, every: bool) -> tuple[BatchPlan, int]:
         # REPEATABLE READ: the aggregate and the latest jobs come from one snapshot, taken after the locks.
         with self.engine.connect() as conn, conn.begin() as transaction:
             stored_rows = conn.execute(_LOCK, {"names": names}).all()
@@ -223,7 +233,8 @@ class SummaryReconciler:
             plan = plan_batch(names, stored, computed, first_seen)
             # The failure risk follows the same jobs (an import, a history changed by hand): assessed again
             # from the same snapshot, written where it changed. Not a correction of the counters.
-            rows = {r.vm_name: r for r in stored_rows} | {
+            corrected = {c.vm_name for c in plan.corrections}
+            rows = {r.vm_name: r for r in stored_rows if every or r.vm_name in corrected or _risk_due(r)} | {
                 w["vm_name"]: None for w in plan.writes if w["vm_name"] not in stored
             }
             changed = _risk_changes(rows, recent_runs(conn, list(rows)))

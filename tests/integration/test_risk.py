@@ -138,3 +138,32 @@ def test_runs_written_outside_the_pipeline_are_reassessed_by_the_reconcile(viewe
     # Once assessed, another reconcile of the same jobs writes nothing.
     assert SummaryReconciler(engine, JobStore(engine)).reconcile([vm]).risk_reassessed == 0
     assert viewer.get("/machines", params={"sort": "risky"}).status_code == 400
+
+
+def test_a_full_reconcile_reads_the_risk_again_only_where_the_job_store_may_have_missed_it(
+    agent, viewer, engine, scheduler_jobs, unique
+):
+    kept, missed = f"risk-kept-{unique}", f"risk-missed-{unique}"
+    _seed(agent, kept, FAILING)
+    _seed(agent, missed, FAILING)
+    scheduler_jobs.roll_up()
+    right = _row(viewer, missed)["risk"]
+
+    def assessed(vm: str):
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT risk_assessed_at FROM machines WHERE vm_name = :vm"), {"vm": vm}).scalar()
+
+    before = assessed(kept)
+    # As if a scheduler had stopped between a rollup's commit and the assessment: an older, wrong risk.
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'UPDATE machines SET risk_logit = -5, risk_factors = \'{"runs": 1, "factors": []}\', '
+                "risk_assessed_at = last_job_at - INTERVAL 1 HOUR WHERE vm_name = :vm"
+            ),
+            {"vm": missed},
+        )
+    assert _row(viewer, missed)["risk"]["level"] == "low"
+    SummaryReconciler(engine, JobStore(engine)).run("all")
+    assert assessed(kept) == before  # assessed since its newest job: left alone
+    assert _row(viewer, missed)["risk"] == right
