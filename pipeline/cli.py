@@ -238,6 +238,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         max_duration=args.max_duration,
         failure_rate=args.failure_rate,
         seed=args.seed,
+        leave_pending=tuple(args.leave_pending or ()),
     )
 
     async def run() -> None:
@@ -247,6 +248,40 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         report = await run_simulator(config, stop=stop, progress=lambda msg: log.info("%s", msg))
         log.info("simulator finished: %s", report)
+
+    asyncio.run(run())
+    return 0
+
+
+def _scenario_timings(settings: Settings, show_for: float = 60.0):
+    from pipeline.agent.scenarios import Timings
+
+    s = settings
+    rollup, oldest = s.scheduler.rollup_interval, s.ingest.max_timestamp_age
+    return Timings.from_settings(s.alerts.rules, s.alerts.evaluate_interval, rollup, oldest, show_for=show_for)
+
+
+def cmd_scenarios(settings: Settings, args: argparse.Namespace) -> int:
+    """Stage the demo's alert scenarios through the API until stopped (pipeline/agent/staging.py)."""
+    from pipeline.agent.staging import ScenarioConfig, run_scenarios
+
+    timings = _scenario_timings(settings, args.show_for)
+    # The operator role's tokens (SENDENSE_OPERATOR_TOKENS) where the settings have them.
+    operators = getattr(settings.api, "operator_tokens", ())
+    config = ScenarioConfig(
+        api_url=args.api or f"http://127.0.0.1:{settings.api.port}",
+        token=args.token or (settings.api.agent_tokens[0] if settings.api.agent_tokens else None),
+        operator_token=args.operator_token or (operators[0] if operators else None),
+        timings=timings,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        report = await run_scenarios(config, stop=stop, progress=lambda msg: log.info("%s", msg))
+        log.info("scenarios stopped: %s", report)
 
     asyncio.run(run())
     return 0
@@ -293,6 +328,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Migrate, then run API, scheduler, dashboard and simulator as child processes until Ctrl-C."""
     if cmd_migrate(settings, args) != 0:
         return 1
+    from pipeline.agent.scenarios import SCENARIO_PREFIX, demo_alert_environment, staging_schedule
+
+    # Thresholds short enough that the staged alerts fire within minutes (the children read them).
+    alerts = settings.alerts
+    shortened = demo_alert_environment(alerts.evaluate_interval, alerts.hold_down, alerts.rules)
+    if not args.no_scenarios:
+        for name, value in shortened.variables.items():
+            os.environ[name] = value
     exe = [sys.executable, "-m", "pipeline.cli"]
     children: list[tuple[str, subprocess.Popen]] = []
     logs = _state_dir(settings) / "logs"
@@ -335,7 +378,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     if dashboard_available:
         spawn("dashboard", "dashboard")
-    spawn("simulator", "simulate", "--jobs", "0", "--concurrency", str(args.concurrency))
+    leave = ["--leave-pending", f"{SCENARIO_PREFIX}-"]
+    spawn("simulator", "simulate", "--jobs", "0", "--concurrency", str(args.concurrency), *leave)
+    if not args.no_scenarios:
+        spawn("scenarios", "scenarios")
     api = f"http://127.0.0.1:{settings.api.port}"
     print("\nSendense Telemetry is running:")
     print(f"  API            {api}/api/v1/backups   (OpenAPI: {api}/api/v1/schema)")
@@ -350,6 +396,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if settings.api.viewer_tokens:
         print(f"  Viewer token   {settings.api.viewer_tokens[0]}")
     print(f"  Logs           {logs}/")
+    if not args.no_scenarios:
+        # The children's settings (the thresholds shortened): when the staged alerts fire and resolve.
+        fired, resolved = staging_schedule(_scenario_timings(load_settings()))
+        print(f"  Alerts         staged on machines {SCENARIO_PREFIX}-*: every rule but rollup_set_aside and")
+        print(f"                 pipeline_unhealthy fires within ~{fired:.0f} s, most resolve within ~{resolved:.0f} s")
+        print(f"                 ({logs}/scenarios.log); shortened for the demo:")
+        for line in shortened.lines or ["nothing: your own SENDENSE_ALERT_* settings are kept"]:
+            print(f"                   {line}")
     print("Press Ctrl-C to stop.\n", flush=True)
     stopping = False
 
@@ -424,7 +478,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-duration", type=float, default=180.0)
     sim.add_argument("--failure-rate", type=float, default=0.1)
     sim.add_argument("--seed", type=int)
+    sim.add_argument(
+        "--leave-pending", action="append", metavar="PREFIX", help="do not pick up pending jobs whose id starts so"
+    )
     sim.set_defaults(func=cmd_simulate)
+    scen = sub.add_parser("scenarios", help="stage the demo's alert scenarios through the API until stopped")
+    scen.add_argument("--api")
+    scen.add_argument("--token", help="an agent token (default: the first of SENDENSE_AGENT_TOKENS)")
+    scen.add_argument("--operator-token", help="an operator token, to set the staged machines' RPO")
+    scen.add_argument("--show-for", type=float, default=60.0, help="seconds a staged condition lasts before recovery")
+    scen.set_defaults(func=cmd_scenarios)
     dash = sub.add_parser("dashboard", help="run the operators' dashboard (Bokeh server)")
     dash.add_argument("--port", type=int)
     dash.add_argument("--host", help="address to listen on (default SENDENSE_DASHBOARD_HOST, 127.0.0.1)")
@@ -436,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=6)
     demo.add_argument(
         "--api-processes", type=int, default=1, help="API processes; more than 1 puts nginx in front of them"
+    )
+    demo.add_argument(
+        "--no-scenarios", action="store_true", help="no staged alerts, and the alert thresholds left as configured"
     )
     demo.set_defaults(func=cmd_demo)
     return parser
