@@ -56,11 +56,11 @@ class Timings:
     """How long a condition stays before the recovery that resolves it."""
     live_run: float = 20.0
     """Length of a short live run (the failures, the recoveries)."""
-    quick_run: float = 20.0
-    """The overrunning machine's usual duration (its backfilled runs)."""
+    quick_run: float = 40.0
+    """The overrunning machine's usual duration (its backfilled runs; alert texts round to minutes)."""
     rpo_age: float = 30 * _HOUR
     """Age of the past-RPO machine's backfilled success (the default RPO is a day)."""
-    rpo_objective: int = 600
+    rpo_objective: int = 60
     """RPO the past-RPO machine is given while staged (an operator's write), so that it also fires when the
     demo runs again less than a day after its previous success; back to the default after the recovery."""
     never_backed_up_rpo: int = 60
