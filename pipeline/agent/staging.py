@@ -102,6 +102,10 @@ class _Stager:
             self.report.failed[rule] = str(exc)
             self.say(f"[{rule}] {scenario.vm_name}: stopped, the API refused a step: {exc}")
             return
+        except Exception as exc:  # a side show of the demo: one broken scenario must not stop the others
+            self.report.failed[rule] = repr(exc)
+            self.say(f"[{rule}] {scenario.vm_name}: stopped by {exc!r}")
+            return
         self.report.finished.add(rule)
 
     async def _do(self, scenario: Scenario, action: Action) -> None:
