@@ -13,6 +13,7 @@ __all__ = [
     "AwaitRollup",
     "CreateJob",
     "Scenario",
+    "SendBatch",
     "SendUpdate",
     "SetRpo",
     "Step",
@@ -54,6 +55,19 @@ class SendUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class SendBatch:
+    """Updates of one job in one request (POST /telemetry/batch: one group commit), so that the job goes from
+    pending to its end at once. A backfilled run must never be seen running: the evaluator keeps a machine's
+    usual durations for minutes once it has seen one of its jobs run, and would keep them without this run."""
+
+    updates: tuple[SendUpdate, ...]
+
+    @property
+    def job_id(self) -> str:
+        return self.updates[0].job_id
+
+
+@dataclass(frozen=True, slots=True)
 class SetRpo:
     """PUT /machines/{vm}/rpo (None: back to the default); an operator's write."""
 
@@ -68,7 +82,7 @@ class AwaitRollup:
     job_ids: tuple[str, ...]
 
 
-Action = CreateJob | SendUpdate | SetRpo | AwaitRollup
+Action = CreateJob | SendUpdate | SendBatch | SetRpo | AwaitRollup
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +121,17 @@ def _body(done: int, total: int, speed: int, phase: str, status: str, error: str
 
 
 def backfilled_run(job_id: str, ended_ago: float, duration: float, total: int, note: str = "") -> list[Step]:
-    """A completed run that ended `ended_ago` seconds ago after `duration` seconds: six updates sent at once,
+    """A completed run that ended `ended_ago` seconds ago after `duration` seconds: six updates in one batch,
     stamped as they were measured (an agent sending its kept outbox)."""
     points, speed = 6, round(total / duration)
-    steps = []
+    updates = []
     for i in range(points):
         fraction, last = i / (points - 1), i == points - 1
         phase = "snapshot" if i == 0 else "finalizing" if last else "transferring"
         status = "completed" if last else "running"
         body = _body(round(total * fraction), total, 0 if last else speed, phase, status, None)
-        age = ended_ago + duration * (1 - fraction)
-        steps.append(Step(0.0, SendUpdate(job_id, body, age), note if last else ""))
-    return steps
+        updates.append(SendUpdate(job_id, body, ended_ago + duration * (1 - fraction)))
+    return [Step(0.0, SendBatch(tuple(updates)), note)]
 
 
 def live_run(

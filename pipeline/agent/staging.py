@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pipeline.agent.client import ApiError, TelemetryClient
-from pipeline.agent.scenario_steps import Action, AwaitRollup, CreateJob, Scenario, SendUpdate, SetRpo
+from pipeline.agent.scenario_steps import Action, AwaitRollup, CreateJob, Scenario, SendBatch, SendUpdate, SetRpo
 from pipeline.agent.scenarios import SCENARIO_PREFIX, Timings, plan_scenarios
 
 __all__ = ["ScenarioConfig", "ScenarioReport", "run_scenarios"]
@@ -118,6 +118,13 @@ class _Stager:
                 self.unfinished.pop(action.job_id, None)
             else:
                 self.unfinished[action.job_id] = dict(action.body)
+        elif isinstance(action, SendBatch):
+            entries = [{"job_type": "backup", "job_id": u.job_id, **u.body, "timestamp": _stamp(u.age)}
+                       for u in action.updates]  # fmt: skip
+            result = await self.agent.send_batch(entries)
+            if result.get("rejected"):
+                raise ApiError(None, f"the updates of {action.job_id} were refused: {result['rejected']}")
+            self.unfinished.pop(action.job_id, None)
         elif isinstance(action, SetRpo):
             await self._set_rpo(scenario, action)
         elif isinstance(action, AwaitRollup):

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pipeline.agent.client import TelemetryClient
-from pipeline.agent.scenario_steps import AwaitRollup, CreateJob, Scenario, SendUpdate, SetRpo
+from pipeline.agent.scenario_steps import AwaitRollup, CreateJob, Scenario, SendBatch, SendUpdate, SetRpo
 from pipeline.agent.scenarios import (
     NOT_STAGED,
     STAGED_RULES,
@@ -77,8 +77,9 @@ class Replay:
             action = step.action
             if isinstance(action, CreateJob):
                 self.jobs[action.job_id] = Job(action.job_id, action.vm_name, action.backup_type, clock)
-            elif isinstance(action, SendUpdate):
-                self.jobs[action.job_id].updates.append((clock, clock - action.age, dict(action.body)))
+            elif isinstance(action, SendUpdate | SendBatch):
+                sent = action.updates if isinstance(action, SendBatch) else (action,)
+                self.jobs[action.job_id].updates += [(clock, clock - u.age, dict(u.body)) for u in sent]
             elif isinstance(action, SetRpo):
                 self.rpo.append((clock, action.rpo_seconds))
             elif isinstance(action, AwaitRollup):
@@ -202,6 +203,16 @@ def test_each_job_is_created_first_stamped_in_order_and_ended_at_most_once_last(
         assert all(gap <= TIMINGS.stalled_after / 4 for gap in gaps), job.job_id
     unfinished = [j.job_id for j in replay.jobs.values() if j.ended() is None]
     assert unfinished == ([scenario.job_ids[0]] if scenario.rule == "job_pending_too_long" else [])
+
+
+def test_backfilled_runs_go_from_pending_to_their_end_in_one_request():
+    """Never seen running: the evaluator would keep the machine's usual durations without them for minutes."""
+    batches = [step.action for s in PLAN for step in s.steps if isinstance(step.action, SendBatch)]
+    assert len(batches) == 1 + (4 + 1) + (6 + 1 + 1)  # past-RPO, overrunning, anomalous
+    assert all(b.updates[-1].terminal and not any(u.terminal for u in b.updates[:-1]) for b in batches)
+    batched = {b.job_id for b in batches}
+    alone = {step.action.job_id for s in PLAN for step in s.steps if isinstance(step.action, SendUpdate)}
+    assert not batched & alone
 
 
 # --- the replay ---------------------------------------------------------------------------------------
