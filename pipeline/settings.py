@@ -13,6 +13,7 @@ __all__ = [
     "IngestSettings",
     "InfluxSettings",
     "MySQLSettings",
+    "ReportSettings",
     "RuntimeSettings",
     "SchedulerSettings",
     "Settings",
@@ -341,6 +342,31 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """Reports and estate views."""
+
+    time_zone: str = field(default_factory=lambda: _env("SENDENSE_DISPLAY_TIMEZONE", "UTC"))
+    """IANA time zone of the days and hours reports show (the stores keep UTC)."""
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"environment variable SENDENSE_DISPLAY_TIMEZONE={self.time_zone!r} is not a time zone "
+                "(an IANA name such as Europe/Berlin)"
+            ) from None
+
+    @property
+    def zone(self):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
 class RuntimeSettings:
     """Where the processes keep their files, and how much they say."""
 
@@ -365,6 +391,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 
