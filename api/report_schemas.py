@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from msgspec import Struct
+from msgspec import UNSET, Struct, UnsetType
 
 from pipeline.jobs.vocabulary import BackupType, JobStatus, JobType
 
@@ -87,8 +87,9 @@ class BusiestHour(Struct):
 class FigureChange(Struct):
     now: float | None
     before: float | None
-    change_percent: float | None = None
-    change_points: float | None = None
+    change_percent: float | None | UnsetType = UNSET
+    """The change in percent of `before` (null: nothing before to compare with); every figure but the success rate."""
+    change_points: float | None | UnsetType = UNSET
     """The success rate's change, in percentage points."""
 
 

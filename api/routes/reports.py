@@ -8,7 +8,7 @@ from typing import Annotated
 from anyio import to_thread
 from litestar import Controller, get
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy import Engine
 
@@ -33,8 +33,8 @@ PeriodParam = Annotated[
         description="24h, 7d, 30d or any <n>h / <n>d ending now (default 7d); or use from and to",
     ),
 ]
-From = Annotated[datetime | None, Parameter(query="from", description="start (RFC 3339; no zone: display zone)")]
-To = Annotated[datetime | None, Parameter(query="to", description="end, excluded (default now)")]
+From = Annotated[datetime | None, QueryParameter(name="from", description="start (RFC 3339; no zone: display zone)")]
+To = Annotated[datetime | None, QueryParameter(name="to", description="end, excluded (default now)")]
 _CSV = {200: ResponseSpec(data_container=str, media_type="text/csv", description="CSV, streamed")}
 
 

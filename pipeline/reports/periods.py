@@ -33,7 +33,18 @@ class Period:
 
     def previous(self) -> Period:
         """The period of the same length just before this one (what week-over-week compares with)."""
-        return Period(self.start - self.length, self.start, f"the {self.label.removeprefix('last ')} before")
+        return Period(self.start - self.length, self.start, f"the {_span(self.length)} before")
+
+
+def _span(length: timedelta) -> str:
+    """7 days, 1 day, 36 hours, 90 minutes: a length as a reader says it."""
+    seconds = int(length.total_seconds())
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return "day" if days == 1 else ("week" if days == 7 else f"{days} days")
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hours"
+    return f"{seconds // 60} minutes"
 
 
 def _naive_utc(moment: datetime, zone: ZoneInfo) -> datetime:

@@ -27,6 +27,7 @@ def test_relative_periods_end_now():
     assert parse_period("24h", None, None, NOW, BERLIN).start == NOW - timedelta(hours=24)
     previous = parse_period("30d", None, None, NOW, BERLIN).previous()
     assert previous.end == NOW - timedelta(days=30) and previous.label == "the 30 days before"
+    assert parse_period("7d", None, None, NOW, BERLIN).previous().label == "the week before"
 
 
 def test_from_and_to_without_a_zone_are_in_the_display_zone():
