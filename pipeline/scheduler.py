@@ -1,4 +1,4 @@
-"""build_scheduler(settings): the rollup, purge, reaper and reconcile jobs in one APScheduler process."""
+"""build_scheduler(settings): rollup, purge, reaper, reconcile, alerts and notify jobs in one APScheduler process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from pipeline.alerts.delivery.channel import RetryPolicy
+from pipeline.alerts.delivery.channels import build_channels
+from pipeline.alerts.delivery.sender import OutboxSender, SendRun
 from pipeline.alerts.evaluator import AlertEvaluator, EvaluationRun
 from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
@@ -49,6 +52,15 @@ class SchedulerJobs:
             settings.alerts,
             settings.api.rpo_default,
             influx_ok=self.influx.ping,
+        )
+        a = settings.alerts
+        self.sender = OutboxSender(
+            self.alert_store,
+            build_channels(a),
+            RetryPolicy(a.retry_base, a.retry_max),
+            # A run ends before the next one is due, so APScheduler never has to skip one.
+            budget=max(0.1, 0.8 * a.deliver_interval),
+            observe=self.metrics.delivered,
         )
         self.reconciler = SummaryReconciler(
             self.engine,
@@ -130,7 +142,19 @@ class SchedulerJobs:
         """Every alert rule, once, if no other scheduler is evaluating; changes and notifications committed together."""
         return self._guard("alerts", self.evaluator.run_once, EvaluationRun())
 
+    def notify(self, channel: str) -> SendRun:
+        """Deliver the notifications due on `channel` (each channel is a job of its own: a slow receiver
+        holds up only its own deliveries)."""
+
+        def run() -> SendRun:
+            sent = self.sender.run_once(channel)
+            self.metrics.outbox_pending.set(self.alert_store.pending_notifications())
+            return sent
+
+        return self._guard("notify", run, SendRun(channel))
+
     def close(self) -> None:
+        self.sender.close()
         self.influx.close()
         self.engine.dispose()
 
@@ -152,6 +176,8 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
+    for channel in jobs.sender.channels:
+        runs.append((lambda c=channel: jobs.notify(c), settings.alerts.deliver_interval, f"notify-{channel}", now))
     for func, seconds, name, first in runs:
         if seconds <= 0:
             continue
