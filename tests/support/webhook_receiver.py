@@ -84,6 +84,8 @@ def _handler(state: _State):
                 state.set(int(order["status"]), order.get("seconds"))
                 self._reply(200, b"ok")
                 return
+            if len(body) < int(self.headers.get("Content-Length") or 0):
+                return  # the sender went away mid-body: nothing was delivered, and nobody hears an answer
             with state.lock:
                 status = state.answer()
                 line = {
