@@ -143,12 +143,12 @@ def _one_config(stack, engine, alert_interval: float, delivery_interval: float, 
         while len(arrived) < count and time.monotonic() < deadline:
             time.sleep(0.2)
             arrived = _arrivals(receiver, prefix)
+        split = _outbox_split(engine, prefix)
     finally:
         scheduler.stop()
         receiver.stop()
         c.cleanup_jobs(f"backup-{prefix}")
     latencies = sorted(arrived[vm] - committed[vm] for vm in arrived if vm in committed)
-    split = _outbox_split(engine, prefix)
     return {
         "alert_interval": alert_interval,
         "delivery_interval": delivery_interval,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -62,6 +63,8 @@ class SchedulerJobs:
             budget=max(0.1, 0.8 * a.deliver_interval),
             observe=self.metrics.delivered,
         )
+        self.delivering: set[str] = set()
+        self.wake_senders: Callable[[], None] | None = None
         self.reconciler = SummaryReconciler(
             self.engine,
             self.store,
@@ -140,14 +143,21 @@ class SchedulerJobs:
 
     def evaluate_alerts(self) -> EvaluationRun:
         """Every alert rule, once, if no other scheduler is evaluating; changes and notifications committed together."""
-        return self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+        run = self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+        if run.notifications and self.wake_senders is not None:
+            self.wake_senders()  # what was just enqueued goes now, not at the senders' next tick
+        return run
 
     def notify(self, channel: str) -> SendRun:
         """Deliver the notifications due on `channel` (each channel is a job of its own: a slow receiver
         holds up only its own deliveries)."""
 
         def run() -> SendRun:
-            sent = self.sender.run_once(channel)
+            self.delivering.add(channel)
+            try:
+                sent = self.sender.run_once(channel)
+            finally:
+                self.delivering.discard(channel)
             self.metrics.outbox_pending.set(self.alert_store.pending_notifications())
             return sent
 
@@ -191,4 +201,11 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
             max_instances=1,
             coalesce=True,
         )
+
+    def wake_senders() -> None:
+        # A sender still running will claim the new rows itself; waking it would only make APScheduler skip.
+        for channel in set(jobs.sender.channels) - jobs.delivering:
+            scheduler.modify_job(f"notify-{channel}", next_run_time=datetime.now(UTC))
+
+    jobs.wake_senders = wake_senders if settings.alerts.deliver_interval > 0 else None
     return scheduler, jobs

@@ -319,12 +319,19 @@ def test_no_login_over_a_plain_connection_when_the_server_offers_no_starttls(
     assert row.state == "pending" and row.attempts == 1 and "STARTTLS" in row.last_error
 
 
-def test_the_scheduler_runs_a_notify_job_per_configured_channel(settings, alert_settings):
+def test_the_scheduler_runs_a_notify_job_per_channel_woken_when_an_evaluation_enqueues(settings, alert_settings):
     scheduler, jobs = build_scheduler(dataclasses.replace(settings, alerts=alert_settings))
     try:
         ids = {job.id for job in scheduler.get_jobs()}
         assert {"notify-webhook", "notify-email"} <= ids
         assert scheduler.get_job("notify-webhook").trigger.interval.total_seconds() == alert_settings.deliver_interval
+        later = datetime.now(UTC) + timedelta(hours=1)
+        for name in ("notify-webhook", "notify-email"):
+            scheduler.modify_job(name, next_run_time=later)
+        jobs.delivering.add("email")  # a sender still running is left to pick up the new rows itself
+        jobs.wake_senders()  # what an evaluation that enqueued notifications calls
+        assert scheduler.get_job("notify-webhook").next_run_time <= datetime.now(UTC)
+        assert scheduler.get_job("notify-email").next_run_time == later
     finally:
         jobs.close()
     _, without = build_scheduler(dataclasses.replace(settings, alerts=dataclasses.replace(settings.alerts,
