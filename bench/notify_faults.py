@@ -4,14 +4,15 @@ What it runs (tests/support/notify_faults.py; `tests/faults/test_notify_faults.p
     Two `sendense scheduler` processes (alert interval 0.5 s, delivery interval 0.25 s, hold-down 1 s,
     retries after 0.5 s doubling to at most 2 s) with both channels configured: a webhook receiver process
     and an SMTP server process (aiosmtpd, STARTTLS, AUTH). 100 machines x 2 job types fail through the API
-    (200 job_failed alerts fire), and 15 s later complete (the 200 alerts resolve): 400 notifications per
-    channel. Meanwhile the webhook receiver answers 500 for the first 30 s, the SMTP server is stopped for
-    15 s from 5 s on, and one scheduler at random is killed -9 (its process group) 20 times at random
-    moments and started again. Afterwards each channel's outbox is compared, key by key, with what its
-    receiver accepted (the webhook's 200s, the SMTP server's 250s): lost (in the outbox, never accepted)
-    and duplicates (accepted more than once: the sender was killed between the receiver's acceptance and
-    its own commit, or a retry after a lost answer). Every webhook body is checked against the stored
-    payload and its signature.
+    (200 job_failed alerts fire), and 12 s after every alert has fired complete (the 200 alerts resolve):
+    400 notifications per channel. Meanwhile the webhook receiver answers 500 from the start until 30 s
+    after the alerts fired, the SMTP server is stopped for 15 s from 10 s after they fired (so the resolves
+    wait for it), and one scheduler at random is killed -9 (its process group) 20 times at random moments
+    and started again. Afterwards each channel's
+    outbox is compared, key by key, with what its receiver accepted (the webhook's 200s, the SMTP server's
+    250s): lost (in the outbox, never accepted) and duplicates (accepted more than once: a sender killed
+    between the receiver's acceptance and its own commit, or a retry after a lost answer). Every webhook
+    body is checked against the stored payload and its signature.
 
 Usage
     .venv/bin/python bench/notify_faults.py [--machines 100] [--kills 20] [--seed N]
@@ -49,7 +50,7 @@ def main() -> int:
             c.log(f"seed {seed}: {args.machines * 2} alerts, {args.kills} scheduler kills")
             outcome = delivery_fault_experiment(
                 stack, engine, api_url=stack.api_url, prefix=prefix, machines=args.machines, kills=args.kills,
-                gap=(1.0, 3.0), webhook_failing=args.webhook_failing, smtp_stopped=(5.0, 15.0), resolve_after=15.0,
+                gap=(1.0, 3.0), webhook_failing=args.webhook_failing, smtp_stopped=(10.0, 15.0), resolve_after=12.0,
                 log_dir=c.logs_dir(), webhook_port=WEBHOOK_PORT, smtp_port=SMTP_PORT, seed=seed, timeout=300.0,
             )  # fmt: skip
         finally:

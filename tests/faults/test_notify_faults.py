@@ -20,7 +20,7 @@ def test_every_notification_arrives_through_scheduler_kills_a_failing_webhook_an
     print(f"fault schedule seed: {seed}")
     outcome = delivery_fault_experiment(
         stack, engine, api_url=api, prefix=f"fault-notify-{unique}", machines=20, kills=8, gap=(0.5, 1.5),
-        webhook_failing=6.0, smtp_stopped=(2.0, 4.0), resolve_after=4.0, log_dir=OUTPUT_DIR,
+        webhook_failing=6.0, smtp_stopped=(1.0, 4.0), resolve_after=2.0, log_dir=OUTPUT_DIR,
         webhook_port=WEBHOOK_PORT, smtp_port=SMTP_PORT, seed=seed, timeout=90.0,
     )  # fmt: skip
     for count in outcome.channels.values():

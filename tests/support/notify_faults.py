@@ -159,14 +159,15 @@ def delivery_fault_experiment(
     intervals: dict[str, str] | None = None,
     timeout: float = 180.0,
 ) -> DeliveryOutcome:
-    """`machines` × 2 job types fail (one job_failed alert each) and, `resolve_after` s later, complete
-    (each alert resolves): two `sendense scheduler` processes evaluate and deliver to a webhook receiver
-    answering 500 for the first `webhook_failing` s and to an SMTP server stopped at `smtp_stopped[0]` s for
-    `smtp_stopped[1]` s, while one of them at random is killed -9 (its process group) `kills` times."""
+    """`machines` × 2 job types fail (one job_failed alert each) and complete `resolve_after` s after every
+    alert has fired (each alert resolves). Two `sendense scheduler` processes evaluate and deliver to a
+    webhook receiver answering 500 from the start until `webhook_failing` s after the alerts fired, and to an
+    SMTP server stopped `smtp_stopped[0]` s after they fired for `smtp_stopped[1]` s, while one of the
+    schedulers at random is killed -9 (its process group) `kills` times from the start."""
     alerts_made = machines * len(JOB_TYPES)
     outcome = DeliveryOutcome(
-        f"{kills} scheduler kills -9, 2 schedulers, {alerts_made} alerts fired and resolved, webhook 500 for "
-        f"{webhook_failing:.0f} s, SMTP stopped {smtp_stopped[1]:.0f} s",
+        f"{kills} scheduler kills -9, 2 schedulers, {alerts_made} alerts fired and resolved, webhook 500 until "
+        f"{webhook_failing:.0f} s after they fired, SMTP stopped {smtp_stopped[1]:.0f} s",
         alerts=alerts_made,
         expected_per_channel=2 * alerts_made,
     )
@@ -203,23 +204,28 @@ def delivery_fault_experiment(
             await asyncio.to_thread(smtp.start)
 
         async def resolve() -> None:
-            # Each alert must have fired before its job completes, or there is nothing to resolve.
+            await asyncio.sleep(resolve_after)
+            await _finish_jobs(api_url, stack.agent_token, vms, "completed")
+            outcome.figures["jobs completed at (s)"] = round(time.monotonic() - started, 1)
+
+        async def scenario() -> None:
+            await _finish_jobs(api_url, stack.agent_token, vms, "failed")
+            outcome.figures["jobs failed at (s)"] = round(time.monotonic() - started, 1)
+            # Each alert must have fired before its job completes, or there is nothing to resolve. The kills
+            # make that moment vary, so the receivers' outages are timed from it.
             deadline = time.monotonic() + 60
             while await asyncio.to_thread(_firing, engine, prefix) < alerts_made:
                 assert time.monotonic() < deadline, "the alerts did not all fire within 60 s"
                 await asyncio.sleep(0.2)
             outcome.figures["every alert firing at (s)"] = round(time.monotonic() - started, 1)
-            await asyncio.sleep(max(0.0, resolve_after - (time.monotonic() - started)))
-            await _finish_jobs(api_url, stack.agent_token, vms, "completed")
-            outcome.figures["jobs completed at (s)"] = round(time.monotonic() - started, 1)
+            await asyncio.to_thread(webhook.answer, 500, webhook_failing)
+            await asyncio.gather(smtp_outage(), resolve())
 
         async def run() -> None:
-            await asyncio.gather(resolve(), smtp_outage(), kill_at_random(procs, kills, rng, gap=gap))
+            await asyncio.gather(scenario(), kill_at_random(procs, kills, rng, gap=gap))
 
-        # The clock of the faults starts when the failures are committed: the alerts fire from here on.
-        asyncio.run(_finish_jobs(api_url, stack.agent_token, vms, "failed"))
         started = time.monotonic()
-        webhook.answer(500, seconds=webhook_failing)
+        webhook.answer(500)  # from the first notification on, until `webhook_failing` s after the last alert fired
         asyncio.run(run())
         outcome.figures["faults over at (s)"] = round(time.monotonic() - started, 1)
         deadline = time.monotonic() + timeout
@@ -261,6 +267,7 @@ def _count(outcome: DeliveryOutcome, engine, prefix: str, webhook: WebhookReceiv
                       f"{channel}: {count.duplicates} duplicates, more than one per kill")  # fmt: skip
     outcome.channels["webhook"].failures_seen = sum(r.answered != 200 for r in requests)
     outcome.check(outcome.channels["webhook"].failures_seen > 0, "the webhook receiver's 500s were never seen")
+    outcome.check(any(r.attempts > 1 for r in by_channel["email"].values()), "the SMTP outage delayed nothing")
     stored = by_channel["webhook"]
     wrong = [
         r.key
