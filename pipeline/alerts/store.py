@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, or_, select, text, update
 
@@ -48,7 +49,8 @@ def notification_payload(alert: Mapping, notice: Notice, dashboard_url: str, at:
     """The body every channel is built from (the webhook sends it as is): what changed, and where to look."""
     key = f"sendense-alert-{alert['id']}-{notice.seq}"
     vm = alert.get("vm_name")
-    link = f"{dashboard_url.rstrip('/')}/?vm={vm}" if vm else dashboard_url.rstrip("/") + "/"
+    # VM names hold spaces, quotes, `&` and non-ASCII letters: quoted, the link opens the machine it names.
+    link = f"{dashboard_url.rstrip('/')}/?vm={quote(vm, safe='')}" if vm else dashboard_url.rstrip("/") + "/"
     return {
         "idempotency_key": key,
         "alert_id": alert["id"],
