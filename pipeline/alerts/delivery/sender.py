@@ -101,9 +101,10 @@ class OutboxSender:
             delay = self.retry.delay(row.attempts, result.retry_after)
             claim.retry(row.id, result.error or "failed", delay)
             run.retried += 1
-            run.stopped_by = result.error
-            log.warning("notification %s not delivered by %s (attempt %d), again in %.0f s: %s",
-                        row.idempotency_key, run.channel, row.attempts + 1, delay, result.error)  # fmt: skip
+            if run.stopped_by is None:  # once per run: a failed digest would say it for each of its rows
+                log.warning("notification %s not delivered by %s (attempt %d), again in %.0f s: %s",
+                            row.idempotency_key, run.channel, row.attempts + 1, delay, result.error)  # fmt: skip
+            run.stopped_by = result.error or "failed"
             self.observe(run.channel, "retried", None)
 
     def close(self) -> None:
