@@ -345,6 +345,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if dashboard_available:
         print(f"  Dashboard      http://127.0.0.1:{settings.dashboard.port}/")
     print(f"  InfluxDB       {settings.influx.url}  (database {settings.influx.database})")
+    if settings.alerts.alertmanager_url:
+        print(f"  Alertmanager   {settings.alerts.alertmanager_url}  (docs/alerts.md)")
     if settings.api.agent_tokens:
         print(f"  Agent token    {settings.api.agent_tokens[0]}")
     if settings.api.viewer_tokens:

@@ -138,7 +138,11 @@ class SchedulerMetrics:
             "sendense_scheduler_last_run_age_seconds", "Seconds since each job last ran to its end", ["job"], registry=r
         )
         for job in ("rollup", "purge", "reaper", "reconcile", "alerts", "notify"):
-            self.last_run_age.labels(job).set_function(self._age(job))
+            self.watch(job)
+
+    def watch(self, job: str) -> None:
+        """Export the age of `job`'s last run (for jobs a scheduler runs only when configured)."""
+        self.last_run_age.labels(job).set_function(self._age(job))
 
     def _age(self, job: str) -> Callable[[], float]:
         started = time.time()

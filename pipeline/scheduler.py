@@ -1,4 +1,4 @@
-"""build_scheduler(settings): rollup, purge, reaper, reconcile, alerts and notify jobs in one APScheduler process."""
+"""build_scheduler(settings): rollup, purge, reaper, reconcile, alert and notify jobs in one APScheduler process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from pipeline.alerts.delivery.channel import RetryPolicy
+from pipeline.alerts.delivery.alertmanager import AlertmanagerChannel
+from pipeline.alerts.delivery.channel import OneAtATime, RetryPolicy
 from pipeline.alerts.delivery.channels import build_channels
 from pipeline.alerts.delivery.sender import OutboxSender, SendRun
 from pipeline.alerts.evaluator import AlertEvaluator, EvaluationRun
@@ -54,10 +55,16 @@ class SchedulerJobs:
             settings.api.rpo_default,
             influx_ok=self.influx.ping,
         )
+        self.alertmanager: AlertmanagerChannel | None = None
+        if settings.alerts.alertmanager_url:
+            self.alertmanager = AlertmanagerChannel(settings.alerts, self.engine)
+            self.metrics.watch("alertmanager-resend")
         a = settings.alerts
+        # The Alertmanager channel is the re-post job's too: one instance, one HTTP client.
+        prebuilt = {"alertmanager": OneAtATime(self.alertmanager)} if self.alertmanager is not None else {}
         self.sender = OutboxSender(
             self.alert_store,
-            build_channels(a),
+            build_channels(a, prebuilt=prebuilt),
             RetryPolicy(a.retry_base, a.retry_max),
             # A run ends before the next one is due, so APScheduler never has to skip one.
             budget=max(0.1, 0.8 * a.deliver_interval),
@@ -163,19 +170,26 @@ class SchedulerJobs:
 
         return self._guard("notify", run, SendRun(channel))
 
+    def resend_alertmanager(self) -> int:
+        """Post the firing alerts to Alertmanager again before they expire there; returns how many."""
+        if self.alertmanager is None:
+            return 0
+        return self._guard("alertmanager-resend", self.alertmanager.resend, 0)
+
     def close(self) -> None:
-        self.sender.close()
+        self.sender.close()  # every channel, the Alertmanager one included
         self.influx.close()
         self.engine.dispose()
 
 
 def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJobs]:
-    """A blocking scheduler running rollup, purge, reaper and reconciles at their configured intervals (an
-    interval of 0 turns a reconcile off)."""
+    """A blocking scheduler running rollup, purge, reaper, reconciles and alert jobs at their configured intervals
+    (an interval of 0 turns a reconcile off; the Alertmanager re-post runs only when Alertmanager is configured)."""
     jobs = SchedulerJobs(settings)
     scheduler = BlockingScheduler(timezone=UTC)
     now = datetime.now(UTC)
     s = settings.scheduler
+    resend = settings.alerts.alertmanager_resend if jobs.alertmanager is not None else 0
     # The full reconcile waits one interval: a scheduler restarting often must not sweep every machine each
     # time (the upgrade that added the marks marked every existing job, so the first `changed` run covers them).
     runs = [
@@ -184,6 +198,7 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.purge, s.purge_interval, "purge", now),
         (jobs.reconcile, s.reconcile_interval, "reconcile", now),
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
+        (jobs.resend_alertmanager, resend, "alertmanager-resend", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
     for channel in jobs.sender.channels:

@@ -310,6 +310,8 @@ class AlertSettings:
     """Lowest severity posted to Alertmanager."""
     alertmanager_resend: float = field(default_factory=lambda: _env_float("SENDENSE_ALERTMANAGER_RESEND", 60.0))
     """Seconds between re-posts of the firing alerts (each valid for 4 of these)."""
+    alertmanager_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_ALERTMANAGER_TIMEOUT", 5.0))
+    """Seconds one post to Alertmanager may take before it counts as failed (and is retried)."""
 
     def __post_init__(self) -> None:
         from pipeline.alerts.vocabulary import SEVERITIES
@@ -317,6 +319,8 @@ class AlertSettings:
         for name in ("webhook_min_severity", "email_min_severity", "alertmanager_min_severity"):
             if getattr(self, name) not in SEVERITIES:
                 raise ValueError(f"alert setting {name}={getattr(self, name)!r} is not one of {', '.join(SEVERITIES)}")
+        if self.alertmanager_resend <= 0:
+            raise ValueError("SENDENSE_ALERTMANAGER_RESEND must be above 0: posted alerts are valid for 4 of these")
 
     def channels(self) -> dict[str, str]:
         """The configured channels and the lowest severity each one is sent."""

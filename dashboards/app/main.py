@@ -39,11 +39,28 @@ tabs = Tabs(
     ],
     name="machine-tabs",
 )
+# Bokeh places a dialog at (200 px, 200 px), 80 % × 60 % of the window: at 1280 × 800 that is 480 px
+# for tabs whose charts need 750. Sized to the window instead, and scrolling inside (its content
+# box scrolls). Moving, resizing, pinning, collapsing and (un)maximising would fight these rules
+# (Bokeh repositions through a stylesheet that this one overrides), so the dialog offers only Close.
+DIALOG_CSS = """
+:host { left: max(8px, calc(50vw - 600px)); top: 40px; width: min(1200px, calc(100vw - 16px));
+  height: calc(100vh - 56px); }
+.bk-grip { display: none; }
+.bk-title { cursor: default; }
+"""
 dialog = Dialog(
     title="Machine",
     content=column(dialog_message, tabs),
     visible=False,
     close_action="hide",  # keep the views: the next machine reuses them
+    movable="none",
+    resizable="none",
+    pinnable=False,
+    collapsible=False,
+    minimizable=False,
+    maximizable=False,
+    stylesheets=[DIALOG_CSS],
     name="machine-dialog",
 )
 

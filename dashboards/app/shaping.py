@@ -7,12 +7,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from pipeline.jobs.vocabulary import TERMINAL_STATUSES
+
 __all__ = [
     "BYTES_PER_MB",
     "PHASE_COLORS",
     "disk_columns",
     "donut_columns",
     "eta_text",
+    "flag_short",
     "flag_text",
     "format_bytes",
     "format_duration",
@@ -32,6 +35,7 @@ __all__ = [
     "speed_columns",
     "stream_tail",
     "trend_columns",
+    "unfinished_text",
 ]
 
 # The job sheet's chart divides by 1024², and the rollup's *_mbps fields do too: one unit everywhere.
@@ -252,6 +256,18 @@ def flag_text(anomalies: Sequence[dict] | None) -> str:
     return "⚠ " + "; ".join(a["sentence"] for a in anomalies) if anomalies else ""
 
 
+_FLAG_NAMES = {"duration_seconds": "duration", "bytes_transferred": "data", "avg_speed_bps": "speed"}
+
+
+def flag_short(anomalies: Sequence[dict] | None) -> str:
+    """ "⚠ duration 2.4×, data 0.3× usual": what fits a table cell (the sentences are its tooltip)."""
+    if not anomalies:
+        return ""
+    if not all(a.get("metric") in _FLAG_NAMES and a.get("ratio") is not None for a in anomalies):
+        return flag_text(anomalies)
+    return "⚠ " + ", ".join(f"{_FLAG_NAMES[a['metric']]} {a['ratio']:.1f}×" for a in anomalies) + " usual"
+
+
 def history_columns(backups: Sequence[dict]) -> dict[str, list]:
     """The Summary tab's backup history table, newest first."""
     ordered = sorted(backups, key=lambda j: j.get("created_at") or "", reverse=True)
@@ -263,8 +279,9 @@ def history_columns(backups: Sequence[dict]) -> dict[str, list]:
         "size_mb": [_nan(j.get("bytes_transferred")) / BYTES_PER_MB for j in ordered],
         "duration": [format_duration(j.get("duration_seconds")) for j in ordered],
         "avg_speed_mbps": [math.nan if j.get("avg_speed_bps") is None else mbps(j["avg_speed_bps"]) for j in ordered],
-        # Unusual runs get a marker and what is unusual about them.
-        "flags": [flag_text(j.get("anomalies")) for j in ordered],
+        # Unusual runs get a marker and, short, what is unusual about them; the sentences are the tooltip.
+        "flags": [flag_short(j.get("anomalies")) for j in ordered],
+        "flag_sentences": [flag_text(j.get("anomalies")) for j in ordered],
     }
 
 
@@ -288,7 +305,12 @@ def donut_columns(successful: int, failed: int) -> dict[str, list]:
 
 
 def trend_columns(trend: Sequence[dict]) -> dict[str, list]:
-    """Size (MB) and duration (minutes) per job over creation time, coloured by status."""
+    """Size (MB) and duration (minutes) per finished job over creation time, coloured by status.
+
+    A running job's size and duration are only what it has done so far: drawn, they read as a
+    short, small run. Pending and running jobs are left out (`unfinished_text` says so).
+    """
+    trend = [j for j in trend if j.get("status") in TERMINAL_STATUSES]
     return {
         "created": [_epoch_ms(j.get("created_at")) for j in trend],
         "created_label": [format_time(j.get("created_at")) for j in trend],
@@ -298,6 +320,16 @@ def trend_columns(trend: Sequence[dict]) -> dict[str, list]:
         "duration_min": [_nan(j.get("duration_seconds")) / 60 for j in trend],
         "color": [STATUS_COLORS.get(j.get("status") or "", "#9e9e9e") for j in trend],
     }
+
+
+def unfinished_text(trend: Sequence[dict]) -> str:
+    """ "Not in the trends until finished: 1 running job and 2 pending jobs.", or "" when all have ended."""
+    running = sum(1 for j in trend if j.get("status") == "running")
+    pending = sum(1 for j in trend if j.get("status") not in TERMINAL_STATUSES) - running
+    parts = [
+        f"{n} {state} job{'' if n == 1 else 's'}" for n, state in ((running, "running"), (pending, "pending")) if n
+    ]
+    return f"Not in the trends until finished: {' and '.join(parts)}." if parts else ""
 
 
 def performance_figures(history: dict) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class AlertEvaluator:
         self.influx_ok = influx_ok
         self.process = f"scheduler:{socket.gethostname()}:{os.getpid()}"
         self._influx_failing_since: datetime | None = None
+        self.usual = facts.UsualDurations()
 
     def _beat(self, now: datetime) -> None:
         """The scheduler's own view of InfluxDB, for the pipeline_unhealthy rule."""
@@ -87,7 +88,7 @@ class AlertEvaluator:
 
             open_alerts = claim.open_alerts()
             runs = int(configs("job_overrunning", None).params.get("runs", 10))
-            jobs = facts.running_jobs(conn, now, runs)
+            jobs = facts.running_jobs(conn, now, runs, self.usual)
             for rule in (rules.job_overrunning, rules.job_stalled, rules.job_pending_too_long):
                 evaluated |= rule(jobs, configs, now)
             live = {j.job_id for j in jobs}

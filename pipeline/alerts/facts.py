@@ -18,7 +18,7 @@ from sqlalchemy import Connection, text
 from pipeline.alerts.rules import FinishedPair, MachineFacts, RunningJob, SetAsideJob
 from pipeline.read.jobs import duration_seconds
 
-__all__ = ["finished_pairs", "machines", "running_jobs", "set_aside", "touched_pairs"]
+__all__ = ["UsualDurations", "finished_pairs", "machines", "running_jobs", "set_aside", "touched_pairs"]
 
 _MACHINES = text("SELECT vm_name, rpo_seconds, last_success_at, created_at FROM machines")
 _RUNNING = text(
@@ -65,19 +65,33 @@ def _linear_eta(row, elapsed: float | None, now: datetime) -> datetime | None:
     return now + timedelta(seconds=elapsed * (100.0 - progress) / progress)
 
 
-def running_jobs(conn: Connection, now: datetime, runs: int) -> list[RunningJob]:
+class UsualDurations:
+    """The last completed durations of a machine's backup type, kept a few minutes between evaluations (they
+    change only when one of its jobs completes; a running job needs them at every evaluation)."""
+
+    def __init__(self, ttl: float = 300.0) -> None:
+        self.ttl = timedelta(seconds=ttl)
+        self._kept: dict[tuple[str, str, int], tuple[datetime, list[float]]] = {}
+
+    def get(self, conn: Connection, vm_name: str, backup_type: str, runs: int, now: datetime) -> list[float]:
+        key = (vm_name, backup_type, runs)
+        hit = self._kept.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        if len(self._kept) > 100_000:
+            self._kept.clear()
+        rows = conn.execute(_USUAL, {"vm": vm_name, "type": backup_type, "runs": runs})
+        durations = [float(u.seconds) for u in rows if u.seconds is not None]
+        self._kept[key] = (now, durations)
+        return durations
+
+
+def running_jobs(conn: Connection, now: datetime, runs: int, usual: UsualDurations | None = None) -> list[RunningJob]:
     """Pending and running jobs, each with its machine's last completed durations of its backup type."""
     rows = conn.execute(_RUNNING).all()
-    usual: dict[tuple[str, str], list[float]] = {}
+    durations = usual or UsualDurations(ttl=0)
     jobs = []
     for r in rows:
-        pair = (r.vm_name, r.backup_type)
-        if r.status == "running" and pair not in usual:
-            usual[pair] = [
-                float(u.seconds)
-                for u in conn.execute(_USUAL, {"vm": r.vm_name, "type": r.backup_type, "runs": runs})
-                if u.seconds is not None
-            ]
         elapsed = duration_seconds(r, now) if r.status == "running" else None
         jobs.append(
             RunningJob(
@@ -90,7 +104,9 @@ def running_jobs(conn: Connection, now: datetime, runs: int) -> list[RunningJob]
                 elapsed_seconds=elapsed,
                 last_seen_at=r.last_seen_at,
                 progress_seen_at=r.progress_seen_at,
-                usual_durations=usual.get(pair, ()),
+                usual_durations=durations.get(conn, r.vm_name, r.backup_type, runs, now)
+                if r.status == "running"
+                else (),
                 eta_at=_linear_eta(r, elapsed, now),
             )
         )

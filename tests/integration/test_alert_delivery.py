@@ -340,3 +340,15 @@ def test_the_scheduler_runs_a_notify_job_per_channel_woken_when_an_evaluation_en
         assert "webhook" not in without.sender.channels
     finally:
         without.close()
+
+
+def test_the_alertmanager_channel_is_delivered_by_the_same_sender_with_the_re_post_jobs_instance(
+    settings, alert_settings
+):
+    with_am = dataclasses.replace(alert_settings, alertmanager_url="http://127.0.0.1:9")  # nothing is posted here
+    scheduler, jobs = build_scheduler(dataclasses.replace(settings, alerts=with_am))
+    try:
+        assert {"notify-alertmanager", "alertmanager-resend"} <= {job.id for job in scheduler.get_jobs()}
+        assert jobs.sender.channels["alertmanager"].inner is jobs.alertmanager
+    finally:
+        jobs.close()

@@ -10,6 +10,7 @@ from dashboards.app.shaping import (
     disk_columns,
     donut_columns,
     eta_text,
+    flag_short,
     format_rate,
     history_columns,
     job_options,
@@ -21,7 +22,11 @@ from dashboards.app.shaping import (
     phase_bands,
     speed_columns,
     stream_tail,
+    trend_columns,
+    unfinished_text,
 )
+from dashboards.app.table_sort import DEFAULT_SORT, SORT_CHOICES, Sort, header_label, header_tip, sort_after_click
+from pipeline.read.machines import MACHINE_SORTS
 
 CHART = [
     {"t": 0, "s": 1_048_576, "p": 0.0, "phase": "snapshot"},
@@ -157,10 +162,74 @@ def test_the_page_line_counts_from_one():
     assert page_text(0, 0, 0) == "No machines"
 
 
-def test_unusual_runs_are_marked_with_their_sentences():
-    cols = history_columns([{"backup_id": "a", "anomalies": [{"sentence": "took 2.4× longer than usual"}]}])
-    assert cols["flags"] == ["⚠ took 2.4× longer than usual"]
+def test_unusual_runs_are_marked_short_in_the_table_with_their_sentences_as_tooltip():
+    anomalies = [
+        {"metric": "duration_seconds", "ratio": 2.43, "sentence": "took 2.4× longer than usual"},
+        {"metric": "bytes_transferred", "ratio": 0.31, "sentence": "transferred 0.3× the usual amount of data"},
+        {"metric": "avg_speed_bps", "ratio": 0.4, "sentence": "ran at 0.4× the usual speed"},
+    ]
+    cols = history_columns([{"backup_id": "a", "anomalies": anomalies}])
+    assert cols["flags"] == ["⚠ duration 2.4×, data 0.3×, speed 0.4× usual"]
+    assert cols["flag_sentences"] == [
+        "⚠ took 2.4× longer than usual; transferred 0.3× the usual amount of data; ran at 0.4× the usual speed"
+    ]
     assert history_columns([{"backup_id": "b", "anomalies": []}])["flags"] == [""]
+    # A flag the dashboard does not know by its metric keeps its sentence.
+    assert flag_short([{"metric": "new_metric", "ratio": 3.0, "sentence": "did something"}]) == "⚠ did something"
+
+
+TREND = [
+    {"created_at": "2026-01-01T00:00:00Z", "status": "completed", "size_bytes": 3 * 1_048_576, "duration_seconds": 600},
+    {"created_at": "2026-01-02T00:00:00Z", "status": "failed", "size_bytes": 1_048_576, "duration_seconds": 60},
+    {"created_at": "2026-01-03T00:00:00Z", "status": "cancelled", "size_bytes": 0, "duration_seconds": 6},
+    {"created_at": "2026-01-04T00:00:00Z", "status": "pending", "size_bytes": 0, "duration_seconds": None},
+    {"created_at": "2026-01-05T00:00:00Z", "status": "running", "size_bytes": 1_048_576, "duration_seconds": 30},
+]
+
+
+def test_trends_draw_only_finished_jobs_not_a_running_jobs_partial_size_and_duration():
+    cols = trend_columns(TREND)
+    assert cols["status"] == ["completed", "failed", "cancelled"]
+    assert cols["size_mb"] == [3.0, 1.0, 0.0]
+    assert cols["duration_min"] == [10.0, 1.0, 0.1]
+    assert all(len(values) == 3 for values in cols.values())
+
+
+def test_the_trends_say_which_jobs_they_leave_out_until_finished():
+    assert unfinished_text(TREND) == "Not in the trends until finished: 1 running job and 1 pending job."
+    assert unfinished_text(TREND[:3]) == ""
+    assert unfinished_text([TREND[4]] * 2) == "Not in the trends until finished: 2 running jobs."
+
+
+def test_every_sort_the_api_takes_is_offered_both_ways():
+    values = [value for value, _label in SORT_CHOICES]
+    assert sorted({Sort.parse(v).key for v in values}) == sorted(MACHINE_SORTS)
+    assert len(values) == 2 * len(MACHINE_SORTS) == len(set(values))
+    assert DEFAULT_SORT.value in values
+    assert DEFAULT_SORT.key == "rpo" and DEFAULT_SORT.descending  # most overdue first
+    assert dict(SORT_CHOICES)["vm_name:desc"] == "VM name: Z → A"
+
+
+def test_a_header_click_sorts_by_that_column_and_a_second_click_reverses_it():
+    by_name = sort_after_click(DEFAULT_SORT, "vm_name")
+    assert by_name == Sort("vm_name", False) and by_name.order == "asc"
+    assert sort_after_click(by_name, "vm_name") == Sort("vm_name", True)
+    assert sort_after_click(Sort("vm_name", True), "vm_name") == Sort("vm_name", False)
+    # Another column starts at its own first order: newest job first, most overdue first.
+    assert sort_after_click(by_name, "last_backup") == Sort("last_backup", True)
+    assert sort_after_click(Sort("rpo", False), "rpo") == Sort("rpo", True)
+    assert Sort.parse(Sort("success_rate", False).value) == Sort("success_rate", False)
+
+
+def test_the_header_shows_the_sort_with_an_arrow_only_on_its_column():
+    current = Sort("vm_name", False)
+    assert header_label("VM", "vm_name", current) == "VM ▲"
+    assert header_label("VM", "vm_name", Sort("vm_name", True)) == "VM ▼"
+    assert header_label("Backups", "total_backups", current) == "Backups"
+    assert header_label("Repository", None, current) == "Repository"
+    assert header_tip("vm_name", current) == "Sorted by VM name, A → Z; click for Z → A"
+    assert header_tip("rpo", current) == "Click to sort by RPO, most overdue first"
+    assert header_tip(None, current) == "The API cannot sort by this column"
 
 
 def test_the_eta_line_says_when_and_how_long_or_why_not():

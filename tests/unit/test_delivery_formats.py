@@ -37,7 +37,7 @@ def _payload(alert_id: int = 7, seq: int = 1, state: str = "firing", severity: s
         "started_at": "2026-12-03T09:00:00+00:00",
         "resolved_at": None,
         "notified_at": (NOW - timedelta(seconds=extra.pop("age", 0))).isoformat(),
-        "dashboard_url": "http://127.0.0.1:5006/?vm=db-01%20%28Z%C3%BCrich%29",
+        "dashboard_url": "http://127.0.0.1:5006/?vm=db-01+%28Z%C3%BCrich%29",
         "api_path": f"/api/v1/alerts/{alert_id}",
         **extra,
     }
@@ -92,7 +92,7 @@ def test_a_notification_email_has_the_subject_parts_and_headers_a_receiver_needs
     text, html = msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
     assert "sendense-alert-7-1" in text and "2026-12-03 09:00:00 UTC" in text and "db-01 (Zürich)" in text
     assert "&lt;could not&gt;" in html and "<could not>" not in html, "the summary is escaped in HTML"
-    assert 'href="http://127.0.0.1:5006/?vm=db-01%20%28Z%C3%BCrich%29"' in html
+    assert 'href="http://127.0.0.1:5006/?vm=db-01+%28Z%C3%BCrich%29"' in html
 
 
 def test_the_dashboard_link_of_a_notification_quotes_the_machine_name():
@@ -107,7 +107,7 @@ def test_the_dashboard_link_of_a_notification_quotes_the_machine_name():
         "started_at": NOW.replace(tzinfo=None),
     }
     payload = notification_payload(alert, Notice("firing", "warning", 1), "https://ops.example.test/dash/", NOW)
-    assert payload["dashboard_url"] == "https://ops.example.test/dash/?vm=mail%20%26%20files%20%28Z%C3%BCrich%29"
+    assert payload["dashboard_url"] == "https://ops.example.test/dash/?vm=mail+%26+files+%28Z%C3%BCrich%29"
     assert payload["idempotency_key"] == "sendense-alert-3-1" and payload["api_path"] == "/api/v1/alerts/3"
 
 

@@ -1,11 +1,11 @@
-"""Dialog tab Analytics: success/failed donut with the rate in its centre, totals, size and duration trends."""
+"""Dialog tab Analytics: success/failed donut with the rate in its centre, totals, trends of finished jobs."""
 
 from __future__ import annotations
 
 from html import escape
 
 from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, Div, HoverTool, Label
+from bokeh.models import BasicTickFormatter, ColumnDataSource, Div, HoverTool, Label, Legend, LegendItem
 from bokeh.plotting import figure
 
 from dashboards.app.shaping import (
@@ -15,6 +15,7 @@ from dashboards.app.shaping import (
     format_rate,
     format_time,
     trend_columns,
+    unfinished_text,
 )
 from dashboards.app.views.common import cards_html, message_html
 
@@ -29,8 +30,9 @@ class AnalyticsView:
         self.trend_source = ColumnDataSource(trend_columns([]), name="trend-source")
 
         self.donut = figure(
-            width=300,
-            height=300,
+            # The plot area itself is square (title, legend and toolbar around it), so the ring is round.
+            frame_width=260,
+            frame_height=260,
             title="Success / failed",
             x_range=(-1.1, 1.1),
             y_range=(-1.1, 1.1),
@@ -38,7 +40,7 @@ class AnalyticsView:
             toolbar_location="below",
             name="success-donut",
         )
-        self.donut.annular_wedge(
+        wedges = self.donut.annular_wedge(
             x=0,
             y=0,
             inner_radius=0.55,
@@ -46,7 +48,6 @@ class AnalyticsView:
             start_angle="start",
             end_angle="end",
             color="color",
-            legend_field="label",
             source=self.donut_source,
         )
         # The rate sits in the hole; the Label is a named model so the browser test can read its text.
@@ -57,8 +58,13 @@ class AnalyticsView:
         self.donut.add_tools(HoverTool(tooltips=[("", "@label: @count")]))
         self.donut.axis.visible = False
         self.donut.grid.visible = False
-        self.donut.legend.location = "bottom_center"
-        self.donut.legend.orientation = "horizontal"
+        # Below the ring, not over it.
+        legend = Legend(
+            items=[LegendItem(label={"field": "label"}, renderers=[wedges])],
+            orientation="horizontal",
+            location="center",
+        )
+        self.donut.add_layout(legend, "below")
 
         self.size_chart = self._trend("size_mb", "Size per job", "Size (MB)", "@size_mb{0,0.0} MB")
         self.duration_chart = self._trend(
@@ -67,8 +73,13 @@ class AnalyticsView:
         self.totals = Div(text="", name="analytics-totals", sizing_mode="stretch_width")
         self.note = Div(text="", name="analytics-note")
         self.unusual = Div(text="", name="analytics-anomalies", sizing_mode="stretch_width")
+        # Says which jobs the trends leave out, so a running job is not taken for a missing one.
+        self.unfinished = Div(text="", name="trend-unfinished")
         self.layout = column(
-            self.totals, self.note, self.unusual, row(self.donut, column(self.size_chart, self.duration_chart))
+            self.totals,
+            self.note,
+            self.unusual,
+            row(self.donut, column(self.unfinished, self.size_chart, self.duration_chart)),
         )
 
     def _trend(self, field: str, title: str, y_label: str, tip: str):
@@ -82,6 +93,8 @@ class AnalyticsView:
             tools="pan,box_zoom,reset,save",
             name=f"trend-{field}",
         )
+        # "5000000" rather than "5.000e+6", with as many decimals as the ticks need (0.002 min).
+        chart.yaxis.formatter = BasicTickFormatter(use_scientific=False)
         chart.line("created", field, source=self.trend_source, color="#bbbbbb")
         dots = chart.scatter("created", field, source=self.trend_source, color="color", size=7)
         chart.add_tools(
@@ -107,8 +120,13 @@ class AnalyticsView:
             if successful + failed == 0
             else ""
         )
-        self.trend_source.data = trend_columns(machine.get("trend") or [])
+        trend = machine.get("trend") or []
+        self.trend_source.data = trend_columns(trend)
+        self.unfinished.text = escape(unfinished_text(trend))
         self.unusual.text = anomalies_html(machine.get("anomalies") or [])
+        # An empty Div still takes a line's height: hidden, the charts sit right under the totals.
+        for div in (self.note, self.unusual, self.unfinished):
+            div.visible = bool(div.text)
 
 
 def anomalies_html(anomalies: list[dict]) -> str:

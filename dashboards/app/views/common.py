@@ -1,10 +1,12 @@
-"""Small HTML pieces shared by the views: messages and KPI cards (text is escaped, never trusted)."""
+"""Pieces shared by the views: messages and KPI cards (text escaped, never trusted), table rows replaced."""
 
 from __future__ import annotations
 
 from html import escape
 
-__all__ = ["CARD_CSS", "cards_html", "message_html"]
+from bokeh.models import ColumnDataSource
+
+__all__ = ["CARD_CSS", "cards_html", "message_html", "replace_rows"]
 
 CARD_CSS = (
     "<style>.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;"
@@ -26,3 +28,13 @@ def cards_html(cards: list[tuple[str, str, str]]) -> str:
         for label, value, name in cards
     )
     return f'{CARD_CSS}<div class="cards">{body}</div>'
+
+
+def replace_rows(source: ColumnDataSource, empty: dict[str, list], rows: dict[str, list]) -> None:
+    """Show `rows` in the tables drawn from `source`.
+
+    Emptied first: BokehJS redraws a table's rows only when their number changes, so a page of 100
+    replacing another of 100 (Next, a new order, another machine's history) kept the old rows on screen.
+    """
+    source.data = empty
+    source.data = rows

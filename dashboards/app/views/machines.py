@@ -3,39 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from bokeh.layouts import column, row
 from bokeh.models import (
     Button,
+    CellFormatter,
     ColumnDataSource,
     DataTable,
     Div,
     HTMLTemplateFormatter,
     NumberFormatter,
     Select,
+    StringFormatter,
     TableColumn,
     TextInput,
 )
 
 from dashboards.app.client import ApiError, DashboardApi
 from dashboards.app.shaping import machines_columns, page_text
-from dashboards.app.views.common import message_html
+from dashboards.app.table_sort import DEFAULT_SORT, SORT_CHOICES, Sort, header_label, header_tip, sort_after_click
+from dashboards.app.views.common import message_html, replace_rows
 
-__all__ = ["PAGE_SIZE", "SORTS", "MachinesView"]
+__all__ = ["PAGE_SIZE", "MachinesView"]
 
 PAGE_SIZE = 100
-SORTS = [
-    ("rpo", "RPO: most overdue first"),
-    ("last_backup", "Last backup: newest first"),
-    ("vm_name", "VM name"),
-    ("success_rate", "Success rate: lowest first"),
-    ("total_backups", "Backups: most first"),
-]
-_ORDER = {"rpo": "desc", "last_backup": "desc", "vm_name": "asc", "success_rate": "asc", "total_backups": "desc"}
 # The status text is the dashboard's own ("out of RPO" / "within RPO"), never the API's, so it is safe as HTML.
 _RPO_TEMPLATE = (
     "<span style=\"font-weight:600;color:<%= value === 'out of RPO' ? '#c62828' : '#2e7d32' %>\"><%= value %></span>"
 )
+# A name longer than its column ends in "…"; the whole name is its tooltip (escaped: names are the agents').
+_NAME_TEMPLATE = '<span title="<%- value %>"><%- value %></span>'
+# The grid draws no header of its own (a click there would sort only the page shown): these buttons are
+# the header, flat and left-aligned like one, each as wide as its column.
+_HEADER_CSS = """
+:host { --header-bg: #f3f3f3; }
+.bk-btn { border: 0; border-radius: 0; box-shadow: none; background: var(--header-bg); color: #1a1a1a;
+  border-right: 1px solid #d6d6d6; border-bottom: 1px solid #9e9e9e; font-weight: 600; padding: 5px 6px;
+  justify-content: flex-start; text-align: left; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.bk-btn:hover:not(:disabled) { background: #e2ebf6; }
+.bk-btn:focus { outline: none; }
+.bk-btn:disabled { cursor: default; opacity: 1; background: var(--header-bg); color: #555; }
+"""
+
+
+class _Column(NamedTuple):
+    field: str
+    title: str
+    width: int  # pixels: wide enough for the longest value the column shows (tests/e2e check it)
+    sort: str | None = None  # the API's `sort` for this column, or None when it cannot sort by it
+    formatter: CellFormatter | None = None
+
+
+def _columns() -> list[_Column]:
+    number = NumberFormatter(format="0,0.0", nan_format="—")
+    return [
+        _Column("vm_name", "VM", 190, "vm_name", HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
+        _Column("repository_id", "Repository", 160, None, HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
+        _Column("rpo_status", "RPO", 85, "rpo", HTMLTemplateFormatter(template=_RPO_TEMPLATE)),
+        _Column("rpo_age", "Age / RPO", 120),
+        _Column("last_type", "Last job type", 145),
+        _Column("last_status", "Last status", 95),
+        _Column("last_time", "Last job (UTC)", 140, "last_backup"),
+        _Column("last_size_mb", "Last size (MB)", 110, None, number),
+        _Column("success_rate", "Success (%)", 110, "success_rate", number),
+        _Column("total_backups", "Backups", 85, "total_backups"),
+    ]
 
 
 class MachinesView:
@@ -48,42 +81,69 @@ class MachinesView:
         self.total = 0
         self._asked = 0  # answers to earlier requests (a search typed on) are dropped
         self.source = ColumnDataSource(machines_columns([]), name="machines-source")
-        number = NumberFormatter(format="0,0.0", nan_format="—")
         self.search = TextInput(placeholder="Search VM or repository", width=360, name="machine-search")
-        self.sort = Select(options=SORTS, value="rpo", width=260, name="machine-sort")
+        # The one place the order lives: header clicks set it too, and show it with ▲ / ▼.
+        self.sort = Select(options=SORT_CHOICES, value=DEFAULT_SORT.value, width=260, name="machine-sort")
         self.previous = Button(label="◀ Previous", width=110, name="machines-previous", disabled=True)
         self.next = Button(label="Next ▶", width=110, name="machines-next", disabled=True)
         self.info = Div(text="", name="machines-page")
         self.message = Div(text="", name="page-message", sizing_mode="stretch_width")
+        self.columns = _columns()
+        self.headers = [self._header(c) for c in self.columns]
+        width = sum(c.width for c in self.columns)
         self.table = DataTable(
             source=self.source,
             columns=[
-                TableColumn(field="vm_name", title="VM", width=210),
-                TableColumn(field="repository_id", title="Repository", width=120),
-                TableColumn(
-                    field="rpo_status", title="RPO", formatter=HTMLTemplateFormatter(template=_RPO_TEMPLATE), width=90
-                ),
-                TableColumn(field="rpo_age", title="Last success (age / RPO)", width=150),
-                TableColumn(field="last_type", title="Last job type", width=120),
-                TableColumn(field="last_status", title="Last status", width=90),
-                TableColumn(field="last_time", title="Last job (UTC)", width=150),
-                TableColumn(field="last_size_mb", title="Last size (MB)", formatter=number, width=100),
-                TableColumn(field="success_rate", title="Success rate (%)", formatter=number, width=110),
-                TableColumn(field="total_backups", title="Backups", width=70),
+                TableColumn(field=c.field, title=c.title, width=c.width, formatter=c.formatter or StringFormatter())
+                for c in self.columns
             ],
-            # Sorted by the API across every page; a click on a header would sort this page only.
+            header_row=False,
             sortable=False,
+            autosize_mode="none",  # the columns keep their widths, so the header above stays aligned
             selectable=True,
             index_position=None,
-            width=1210,
+            width=width + 18,  # and room for the vertical scroll bar
             height=520,
+            margin=(0, 5, 5, 5),
             name="machines-table",
         )
-        self.layout = column(row(self.search, self.sort, self.previous, self.next, self.info), self.message, self.table)
+        header = row(*self.headers, spacing=0, margin=(5, 5, 0, 5), name="machines-header")
+        self.layout = column(
+            row(self.search, self.sort, self.previous, self.next, self.info), self.message, header, self.table
+        )
+        self._show_sort()
         self.search.on_change("value_input", lambda _a, _o, _n: self._first_page())
-        self.sort.on_change("value", lambda _a, _o, _n: self._first_page())
+        self.sort.on_change("value", lambda _a, _o, _n: self._sorted())
         self.previous.on_click(lambda: self._page(-PAGE_SIZE))
         self.next.on_click(lambda: self._page(PAGE_SIZE))
+
+    def _header(self, col: _Column) -> Button:
+        button = Button(
+            label=col.title,
+            width=col.width,
+            height=30,
+            margin=0,
+            disabled=col.sort is None,
+            stylesheets=[_HEADER_CSS],
+            name=f"header-{col.field}",
+        )
+        if col.sort is not None:
+            key = col.sort
+            button.on_click(lambda: self._header_clicked(key))
+        return button
+
+    def _header_clicked(self, key: str) -> None:
+        self.sort.value = sort_after_click(Sort.parse(self.sort.value), key).value  # its callback loads
+
+    def _show_sort(self) -> None:
+        current = Sort.parse(self.sort.value)
+        for col, button in zip(self.columns, self.headers, strict=True):
+            button.label = header_label(col.title, col.sort, current)
+            button.html_attributes = {"title": header_tip(col.sort, current)}
+
+    def _sorted(self) -> None:
+        self._show_sort()
+        self._first_page()
 
     def _first_page(self) -> None:
         self.offset = 0
@@ -97,13 +157,13 @@ class MachinesView:
         """Ask for the current page; show it (or why it could not be read)."""
         self._asked += 1
         asked = self._asked
-        sort = self.sort.value
+        sort = Sort.parse(self.sort.value)
         try:
             page = await self.api.machines(
                 limit=PAGE_SIZE,
                 offset=self.offset,
-                sort=sort,
-                order=_ORDER.get(sort, "desc"),
+                sort=sort.key,
+                order=sort.order,
                 search=(self.search.value_input or "").strip(),
             )
         except ApiError as exc:
@@ -120,7 +180,7 @@ class MachinesView:
             else message_html("No machines yet: no backup job has been created.")
         )
         self.source.selected.indices = []
-        self.source.data = machines_columns(rows)
+        replace_rows(self.source, machines_columns([]), machines_columns(rows))
         self.info.text = page_text(self.offset, len(rows), self.total)
         self.previous.disabled = self.offset == 0
         self.next.disabled = self.offset + len(rows) >= self.total

@@ -71,6 +71,8 @@ class PerformanceView:
         self.chart.vstrip(x0="left", x1="right", color="color", alpha=0.15, legend_field="phase", source=self.bands)
         line = self.chart.line("t", "mbps", source=self.speed, line_width=2, color="#2166ac")
         self.chart.xaxis.formatter = CustomJSTickFormatter(code=_MMSS)
+        # Ticks a second apart at least: finer ones all read "0:00" in mm:ss.
+        self.chart.xaxis.ticker.min_interval = 1
         self.chart.y_range.start = 0
         self.chart.legend.location = "top_right"
         self.chart.legend.title = "Phase"
@@ -108,6 +110,7 @@ class PerformanceView:
         )
         self.disk_chart.multi_line("xs", "ys", color="color", legend_field="label", line_width=2, source=self.disks)
         self.disk_chart.xaxis.formatter = CustomJSTickFormatter(code=_MMSS)
+        self.disk_chart.xaxis.ticker.min_interval = 1
         self.disk_chart.legend.location = "top_right"
         self.disk_chart.x_range = self.chart.x_range  # zoom one, zoom both
         self.layout = column(row(self.select, self.download), self.figures, self.state, self.chart, self.disk_chart)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from html import escape
 
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, DataTable, Div, NumberFormatter, TableColumn
+from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, NumberFormatter, TableColumn
 
 from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns, rpo_text
-from dashboards.app.views.common import cards_html
+from dashboards.app.views.common import cards_html, replace_rows
 
 __all__ = ["SummaryView"]
+
+# The cell holds the short form; hovering shows the sentences (escaped, as every value is).
+_FLAGS_TEMPLATE = '<span title="<%- flag_sentences %>"><%- value %></span>'
 
 
 class SummaryView:
@@ -24,15 +27,22 @@ class SummaryView:
         self.table = DataTable(
             source=self.source,
             columns=[
-                TableColumn(field="created", title="Created (UTC)", width=160),
-                TableColumn(field="type", title="Type", width=90),
+                # Wide enough for the longest value each shows (tests/e2e check that no cell is cut).
+                TableColumn(field="created", title="Created (UTC)", width=150),
+                TableColumn(field="type", title="Type", width=95),
                 TableColumn(field="status", title="Status", width=90),
                 TableColumn(field="size_mb", title="Size (MB)", formatter=number, width=100),
                 TableColumn(field="duration", title="Duration", width=100),
                 TableColumn(field="avg_speed_mbps", title="Avg speed (MB/s)", formatter=number, width=120),
-                TableColumn(field="flags", title="Unusual?", width=260),
+                TableColumn(
+                    field="flags",
+                    title="Unusual?",
+                    formatter=HTMLTemplateFormatter(template=_FLAGS_TEMPLATE),
+                    width=300,
+                ),
             ],
-            width=1060,
+            autosize_mode="none",
+            width=955 + 18,  # the columns, and room for the vertical scroll bar
             height=260,
             index_position=None,
             name="history-table",
@@ -65,7 +75,7 @@ class SummaryView:
                 rpo_card(machine.get("rpo")),
             ]
         )
-        self.source.data = history_columns(machine.get("backups") or [])
+        replace_rows(self.source, history_columns([]), history_columns(machine.get("backups") or []))
 
 
 def rpo_card(rpo: dict | None) -> tuple[str, str, str]:

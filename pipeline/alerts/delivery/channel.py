@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 from pipeline.alerts.store import DueNotification
 
-__all__ = ["Channel", "DeliveryResult", "NotificationChannel", "RetryPolicy"]
+__all__ = ["Channel", "DeliveryResult", "NotificationChannel", "OneAtATime", "RetryPolicy"]
 
 DeliveryState = Literal["sent", "retry", "refused"]
 
@@ -88,3 +88,19 @@ class NotificationChannel:
 
     def close(self) -> None:
         return None
+
+
+class OneAtATime(NotificationChannel):
+    """A channel object with `name`, `deliver(notification)` returning a result with `state`, `error` and
+    `retry_after` (the Alertmanager channel), and `close()`, run as a Channel."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def deliver_one(self, row: DueNotification) -> DeliveryResult:
+        result = self.inner.deliver(row)
+        return DeliveryResult(result.state, result.error, getattr(result, "retry_after", None))
+
+    def close(self) -> None:
+        self.inner.close()
