@@ -7,12 +7,17 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 bash "$INFRA_DIR/install.sh"
 tokens=$STATE_DIR/tokens.env
+gen() { "$PROJECT_DIR/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 if [ ! -f "$tokens" ]; then
   # Generated once and kept, so agents and dashboards configured with them keep working.
-  gen() { "$PROJECT_DIR/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
   umask 077
-  printf 'SENDENSE_AGENT_TOKENS=%s\nSENDENSE_VIEWER_TOKENS=%s\n' "$(gen)" "$(gen)" > "$tokens"
+  printf 'SENDENSE_AGENT_TOKENS=%s\nSENDENSE_VIEWER_TOKENS=%s\nSENDENSE_OPERATOR_TOKENS=%s\n' \
+    "$(gen)" "$(gen)" "$(gen)" > "$tokens"
   log "generated API tokens in $tokens"
+elif ! grep -q '^SENDENSE_OPERATOR_TOKENS=' "$tokens"; then
+  # Kept from before the operator role: the agent and viewer tokens stay, an operator token is added.
+  printf 'SENDENSE_OPERATOR_TOKENS=%s\n' "$(gen)" >> "$tokens"
+  log "added an operator token to $tokens"
 fi
 set -a; source "$tokens"; set +a
 : "${SENDENSE_DASHBOARD_TOKEN:=${SENDENSE_VIEWER_TOKENS%%,*}}"

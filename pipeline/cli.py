@@ -38,8 +38,8 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     host, port = args.host or settings.api.host, args.port or settings.api.port
     if not settings.api.auth_enabled and not is_loopback(host):
         log.error(
-            "refusing to serve on %s without tokens: set SENDENSE_AGENT_TOKENS (and SENDENSE_VIEWER_TOKENS), "
-            "or listen on 127.0.0.1",
+            "refusing to serve on %s without tokens: set SENDENSE_AGENT_TOKENS (and SENDENSE_VIEWER_TOKENS, "
+            "SENDENSE_OPERATOR_TOKENS), or listen on 127.0.0.1",
             host,
         )
         return 2
@@ -351,6 +351,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  Agent token    {settings.api.agent_tokens[0]}")
     if settings.api.viewer_tokens:
         print(f"  Viewer token   {settings.api.viewer_tokens[0]}")
+    if settings.api.operator_tokens:
+        print(f"  Operator token {settings.api.operator_tokens[0]}   (acknowledge, silence, alert rules, machines)")
     print(f"  Logs           {logs}/")
     print("Press Ctrl-C to stop.\n", flush=True)
     stopping = False

@@ -122,6 +122,9 @@ class ApiSettings:
     """Comma-separated bearer tokens that may read, create jobs and write telemetry."""
     viewer_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_VIEWER_TOKENS"))
     """Comma-separated bearer tokens that may only read."""
+    operator_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_OPERATOR_TOKENS"))
+    """Comma-separated bearer tokens that may read, acknowledge and silence alerts, change alert rules,
+    register machines and set their RPO (not create jobs or send telemetry)."""
     server: str = field(default_factory=lambda: _env("SENDENSE_API_SERVER", "granian"))
     """ASGI server used by `sendense api`: granian or uvicorn."""
     workers: int = field(default_factory=lambda: _env_int("SENDENSE_API_WORKERS", 1))
@@ -137,10 +140,17 @@ class ApiSettings:
     """Recovery-point objective (seconds) of a machine without its own (PUT /machines/{vm}/rpo)."""
     header_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEADER_TIMEOUT", 10.0))
     """Seconds a connection may take to send a request's headers (and may stay idle between requests)."""
+    heartbeat_interval: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEARTBEAT_INTERVAL", 10.0))
+    """Seconds between this process's heartbeats (its stores' health, read by the pipeline_unhealthy rule)."""
+
+    def __post_init__(self) -> None:
+        # A heartbeat older than two minutes is ignored (pipeline/alerts/heartbeats.py STALE).
+        if not 0 < self.heartbeat_interval <= 60:
+            raise ValueError("SENDENSE_API_HEARTBEAT_INTERVAL must be more than 0 and at most 60 seconds")
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.agent_tokens or self.viewer_tokens)
+        return bool(self.agent_tokens or self.viewer_tokens or self.operator_tokens)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, literal_column, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 
 from pipeline.alerts.lifecycle import AlertChange, LifecyclePlan, Notice, Silence, StoredAlert
 from pipeline.alerts.vocabulary import DEFAULT_RULES, RuleConfig, severity_rank
@@ -33,23 +47,40 @@ from pipeline.db.tables import (
 )
 
 __all__ = [
+    "SILENCE_MAX",
+    "SILENCE_MIN",
     "AlertStore",
     "DueNotification",
     "EvaluationClaim",
     "OpenAlert",
     "OutboxClaim",
     "RuleConfigs",
+    "SilenceRefused",
+    "dashboard_link",
     "notification_payload",
 ]
 
 _NOW = text("SELECT UTC_TIMESTAMP(6)")
+
+SILENCE_MIN = timedelta(seconds=60)
+SILENCE_MAX = timedelta(days=366)
+"""A silence lasts from a minute to a year (and a day: leap years)."""
+
+
+def dashboard_link(dashboard_url: str, vm_name: str | None) -> str:
+    """Where an alert is looked at: its machine in the dashboard (the name URL-encoded), else the main page."""
+    return dashboard_url.rstrip("/") + "/" + (f"?{urlencode({'vm': vm_name})}" if vm_name else "")
+
+
+class SilenceRefused(ValueError):
+    """A silence that cannot be set as asked (its times); the message says why."""
 
 
 def notification_payload(alert: Mapping, notice: Notice, dashboard_url: str, at: datetime) -> dict:
     """The body every channel is built from (the webhook sends it as is): what changed, and where to look."""
     key = f"sendense-alert-{alert['id']}-{notice.seq}"
     vm = alert.get("vm_name")
-    link = dashboard_url.rstrip("/") + "/" + (f"?{urlencode({'vm': vm})}" if vm else "")
+    link = dashboard_link(dashboard_url, vm)
     return {
         "idempotency_key": key,
         "alert_id": alert["id"],
@@ -318,6 +349,95 @@ class AlertStore:
                 .with_for_update(skip_locked=True)
             ).all()
             yield OutboxClaim(conn, [DueNotification(*r) for r in rows], now)
+
+    # --- what operators do through the API ---------------------------------------------------------
+
+    def acknowledge(self, alert_id: int, by: str, comment: str) -> bool:
+        """Record who acknowledged the alert, when (the server's clock) and why; False if there is no such
+        alert. A later acknowledgement replaces it; the alert's next episode (it fires anew after a notified
+        resolve) starts unacknowledged."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert_id)
+                .values(acknowledged_at=func.utc_timestamp(6), acknowledged_by=by[:255], ack_comment=comment[:1000])
+            )
+        return result.rowcount > 0
+
+    def create_silence(
+        self,
+        *,
+        vm_name: str | None,
+        rule: str | None,
+        reason: str,
+        created_by: str,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        duration: timedelta | None = None,
+    ) -> int:
+        """A silence of a machine and/or a rule (None: any) from `starts_at` (default now) to `ends_at` or for
+        `duration`; times naive UTC. Raises SilenceRefused when it would not silence anything for a minute
+        to a year from now on. Returns its id."""
+        if vm_name is None and rule is None:
+            raise SilenceRefused("a silence names a machine (vm_name), a rule, or both")
+        if (ends_at is None) == (duration is None):
+            raise SilenceRefused("give either ends_at or duration_seconds")
+        with self.engine.begin() as conn:
+            now = conn.execute(_NOW).scalar_one()
+            starts = now if starts_at is None else starts_at
+            ends = starts + duration if duration is not None else ends_at
+            assert ends is not None
+            if not SILENCE_MIN <= ends - starts <= SILENCE_MAX:
+                raise SilenceRefused("a silence lasts from 60 seconds to 366 days (ends_at - starts_at)")
+            if ends <= now:
+                raise SilenceRefused(f"ends_at {ends.isoformat()}Z is already past (now {now.isoformat()}Z)")
+            if starts > now + SILENCE_MAX:
+                raise SilenceRefused("starts_at is more than 366 days ahead")
+            return conn.execute(
+                insert(alert_silences).values(
+                    vm_name=vm_name,
+                    rule=rule,
+                    starts_at=starts,
+                    ends_at=ends,
+                    reason=reason[:1000],
+                    created_by=created_by[:255],
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]
+
+    def end_silence(self, silence_id: int, by: str) -> bool | None:
+        """End a silence now, keeping its record (who ended it, when). True: ended now; False: it had ended
+        already (ended, or expired) and is left as it was; None: no such silence."""
+        with self.engine.begin() as conn:
+            now = conn.execute(_NOW).scalar_one()
+            s = alert_silences.c
+            result = conn.execute(
+                update(alert_silences)
+                .where(s.id == silence_id, s.ended_at.is_(None), s.ends_at > now)
+                .values(ended_at=now, ended_by=by[:255])
+            )
+            if result.rowcount:
+                return True
+            exists = conn.execute(select(s.id).where(s.id == silence_id)).first()
+        return False if exists else None
+
+    def set_rule_override(self, rule: str, vm_name: str | None, config: Mapping, updated_by: str) -> None:
+        """Replace the API's override of a rule, for one machine or (None) every machine: `config` holds what
+        it sets (enabled, severity, params, channels); an empty one removes the override."""
+        key = {"rule": rule, "vm_name": vm_name or ""}
+        with self.engine.begin() as conn:
+            o = alert_rule_overrides.c
+            if not config:
+                conn.execute(delete(alert_rule_overrides).where(o.rule == rule, o.vm_name == key["vm_name"]))
+                return
+            stmt = mysql_insert(alert_rule_overrides).values(
+                **key, config=dict(config), updated_by=updated_by[:255], updated_at=func.utc_timestamp(6)
+            )
+            new = stmt.inserted
+            updates = {"config": new.config, "updated_by": new.updated_by, "updated_at": new.updated_at}
+            conn.execute(stmt.on_duplicate_key_update(updates))
+
+    # --- reads of the evaluation and the senders ------------------------------------------------------
 
     def rule_configs(self, defaults: Mapping[str, dict]) -> RuleConfigs:
         """Every rule's configuration: built-in defaults, then settings (`defaults`), then the API's overrides."""

@@ -12,7 +12,7 @@ from pipeline.clock import aware
 from pipeline.insight.rpo import rpo_status
 from pipeline.read.jobs import anomalies_of, duration_seconds, list_jobs
 
-__all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "success_rate"]
+__all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "registered_machine", "success_rate"]
 
 TREND_LIMIT = 500
 MachineSort = Literal["rpo", "vm_name", "last_backup", "success_rate", "total_backups"]
@@ -189,4 +189,27 @@ def get_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
         "trend": trend,
         "anomalies": flagged,
         "backups": list_jobs(engine, vm_name=vm_name, limit=100)["backups"],
+    }
+
+
+def registered_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
+    """A machine as registered (with or without jobs): its details, RPO status and since when it is known."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT vm_name, repository_id, cpu_count, memory_mb, os_type, disk_count, protection_flow, "
+                "created_at, total_jobs, last_success_at, rpo_seconds FROM machines WHERE vm_name = :vm"
+            ),
+            {"vm": vm_name},
+        ).first()
+    if row is None:
+        return None
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return {
+        "vm_name": row.vm_name,
+        "repository_id": row.repository_id,
+        "machine": _machine_info(row),
+        "rpo": rpo_status(row.last_success_at, row.rpo_seconds, rpo_default, now),
+        "registered_at": aware(row.created_at),
+        "total_backups": int(row.total_jobs),
     }
