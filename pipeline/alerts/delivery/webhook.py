@@ -13,6 +13,7 @@ from pipeline.alerts.delivery.channel import DeliveryResult, NotificationChannel
 from pipeline.alerts.store import DueNotification
 
 __all__ = [
+    "ATTEMPT_HEADER",
     "IDEMPOTENCY_HEADER",
     "SIGNATURE_HEADER",
     "WebhookChannel",
