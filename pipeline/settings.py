@@ -307,6 +307,8 @@ class AlertSettings:
     """From address of notifications and reports."""
     smtp_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_SMTP_TIMEOUT", 10.0))
     """Seconds an SMTP conversation may take."""
+    smtp_ca_file: str = field(default_factory=lambda: _env("SENDENSE_SMTP_CA_FILE", ""))
+    """CA bundle (PEM) that verifies the SMTP server's certificate after STARTTLS (empty: the system's CAs)."""
     email_to: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_ALERT_EMAIL_TO"))
     """Recipients of alert e-mails (comma-separated)."""
     email_min_severity: str = field(default_factory=lambda: _env("SENDENSE_ALERT_EMAIL_MIN_SEVERITY", "warning"))
