@@ -33,14 +33,34 @@ PeriodParam = Annotated[
         description="24h, 7d, 30d or any <n>h / <n>d ending now (default 7d); or use from and to",
     ),
 ]
-From = Annotated[datetime | None, QueryParameter(name="from", description="start (RFC 3339; no zone: display zone)")]
-To = Annotated[datetime | None, QueryParameter(name="to", description="end, excluded (default now)")]
+# Dates and times as text with a pattern: Litestar would also take "0.5" as a datetime (seconds since 1970).
+MOMENT_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
+From = Annotated[
+    str | None,
+    QueryParameter(
+        name="from", pattern=MOMENT_PATTERN, description="start: RFC 3339 / ISO 8601 (no zone: the display zone)"
+    ),
+]
+To = Annotated[str | None, QueryParameter(name="to", pattern=MOMENT_PATTERN, description="end, excluded (default now)")]
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise bad_request(f"{name}: {exc}") from exc
+
+
 _CSV = {200: ResponseSpec(data_container=str, media_type="text/csv", description="CSV, streamed")}
 
 
-def _period(settings: Settings, period: str | None, start: datetime | None, end: datetime | None) -> Period:
+def _period(settings: Settings, period: str | None, start: str | None, end: str | None) -> Period:
     try:
-        return parse_period(period, start, end, utc_now(), settings.reports.zone)
+        return parse_period(period, _moment(start, "from"), _moment(end, "to"), utc_now(), settings.reports.zone)
     except ValueError as exc:
         raise bad_request(str(exc)) from exc
 
@@ -147,13 +167,19 @@ class ReportController(Controller):
         return _csv("sendense-timeline.csv", csv_chunks(columns, rows))
 
 
-def _range(settings: Settings, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """`from`/`to` as naive UTC (no zone: the display zone's), `to` now and `from` a day earlier by default."""
+def _range(settings: Settings, start_text: str | None, end_text: str | None) -> tuple[datetime, datetime]:
+    """`from`/`to` as naive UTC (no zone: the display zone's); alone, either one is a day's end or start; neither:
+    the last 24 hours."""
+
+    start, end = _moment(start_text, "from"), _moment(end_text, "to")
 
     def utc(moment: datetime) -> datetime:
         zoned = moment if moment.tzinfo else moment.replace(tzinfo=settings.reports.zone)
         return zoned.astimezone(UTC).replace(tzinfo=None)
 
+    if start is not None and end is None:  # `from` alone: the day from then
+        begin = utc(start)
+        return begin, begin + timedelta(hours=24)
     finish = utc(end) if end is not None else utc_now()
     begin = utc(start) if start is not None else finish - timedelta(hours=24)
     return begin, finish

@@ -60,15 +60,15 @@ def parse_period(
     period: str | None, start: datetime | None, end: datetime | None, now: datetime, zone: ZoneInfo
 ) -> Period:
     """`period` ("24h", "7d", "30d", any "<n>h" / "<n>d") ending `now`, or `start`/`end` (times without a zone are
-    in the display zone). Raises ValueError with what is wrong."""
+    in the display zone; `end` defaults to now, `start` to a week before `end`). Raises ValueError with what
+    is wrong."""
     now = now.replace(tzinfo=None)
     if start is not None or end is not None:
         if period is not None:
             raise ValueError("give either period or from/to, not both")
-        if start is None:
-            raise ValueError("from is required with to")
-        begin = _naive_utc(start, zone)
         finish = _naive_utc(end, zone) if end is not None else now
+        # `to` alone: the week ending then.
+        begin = _naive_utc(start, zone) if start is not None else finish - timedelta(days=7)
         if finish <= begin:
             raise ValueError("to must be after from")
         if finish - begin > MAX_PERIOD:

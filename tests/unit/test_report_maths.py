@@ -30,6 +30,11 @@ def test_relative_periods_end_now():
     assert parse_period("7d", None, None, NOW, BERLIN).previous().label == "the week before"
 
 
+def test_to_alone_is_the_week_ending_then():
+    period = parse_period(None, None, datetime(2026, 7, 8, 2, 0), NOW, BERLIN)
+    assert period.end - period.start == timedelta(days=7) and period.end == datetime(2026, 7, 8, 0, 0)
+
+
 def test_from_and_to_without_a_zone_are_in_the_display_zone():
     period = parse_period(None, datetime(2026, 7, 1), datetime(2026, 8, 1), NOW, BERLIN)
     assert period.start == datetime(2026, 6, 30, 22, 0) and period.end == datetime(2026, 7, 31, 22, 0)  # CEST +2
@@ -41,7 +46,6 @@ def test_from_and_to_without_a_zone_are_in_the_display_zone():
         ("1w", None, None, "period"),
         ("999d", None, None, "366 days"),
         ("7d", datetime(2026, 1, 1), None, "either period or from/to"),
-        (None, None, datetime(2026, 1, 1), "from is required"),
         (None, datetime(2026, 2, 1), datetime(2026, 1, 1), "after from"),
     ],
 )
