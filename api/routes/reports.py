@@ -139,12 +139,7 @@ class ReportController(Controller):
         """Every job between `from` and `to` (default the last 24 hours; at most 7 days) as a bar from its start
         to its end, grouped by repository, with the jobs running at once and their summed speed in 288
         buckets."""
-        begin, finish = _range(settings, start, end)
-        try:
-            answer = await to_thread.run_sync(timeline, engine, begin, finish, utc_now(), repository)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from exc
-        return to_body(answer, Timeline)
+        return to_body(await _timeline(engine, settings, start, end, repository), Timeline)
 
     @get("/timeline.csv", operation_id="backupTimelineCsv", responses={**_CSV, **errors(400, 401, 503)})
     async def timeline_csv(
@@ -156,15 +151,19 @@ class ReportController(Controller):
         repository: Annotated[str | None, Parameter(max_length=255)] = None,
     ) -> Stream:
         """The timeline's bars as CSV."""
-        begin, finish = _range(settings, start, end)
-        try:
-            answer = await to_thread.run_sync(timeline, engine, begin, finish, utc_now(), repository)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from exc
+        answer = await _timeline(engine, settings, start, end, repository)
         columns = ("backup_id", "vm_name", "repository_id", "type", "job_type", "status", "start", "end",
                    "avg_speed_bps")  # fmt: skip
         rows = ([bar[c] for c in columns] for bar in answer["bars"])
         return _csv("sendense-timeline.csv", csv_chunks(columns, rows))
+
+
+async def _timeline(engine: Engine, settings: Settings, start: str | None, end: str | None, repository: str | None):
+    begin, finish = _range(settings, start, end)
+    try:
+        return await to_thread.run_sync(timeline, engine, begin, finish, utc_now(), repository)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from exc
 
 
 def _range(settings: Settings, start_text: str | None, end_text: str | None) -> tuple[datetime, datetime]:
