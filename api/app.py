@@ -15,11 +15,18 @@ from sqlalchemy import Engine
 
 from api.auth import BearerAuth
 from api.errors import EXCEPTION_HANDLERS
+from api.heartbeat import ApiHeartbeat
 from api.openapi import openapi_config, use_msgspec_schemas
+from api.routes.alert_rules import AlertRuleController
+from api.routes.alerts import AlertController
 from api.routes.backups import BackupController
 from api.routes.health import HealthController
 from api.routes.machines import MachineController
+from api.routes.reports import ReportController
+from api.routes.silences import SilenceController
 from api.routes.telemetry import TelemetryController
+from pipeline.alerts.heartbeats import HeartbeatStore
+from pipeline.alerts.store import AlertStore
 from pipeline.db.engine import create_async_pool, create_db_engine
 from pipeline.ingest.service import TelemetryIngest
 from pipeline.jobs.store import JobStore
@@ -51,12 +58,14 @@ class Services:
     store: JobStore | None = None
     ingest: TelemetryIngest | None = None
     history: TelemetryHistory | None = None
+    alert_store: AlertStore | None = None
 
     def dependencies(self) -> dict[str, Provide]:
         def provider(name: str) -> Provide:
             return Provide(lambda: getattr(self, name), sync_to_thread=False)
 
-        return {name: provider(name) for name in ("settings", "engine", "influx", "store", "ingest", "history")}
+        names = ("settings", "engine", "influx", "store", "ingest", "history", "alert_store")
+        return {name: provider(name) for name in names}
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -83,12 +92,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             retry_after=settings.ingest.retry_after,
         )
         services.history = TelemetryHistory(engine, influx, settings.influx.raw_rp, finished=finished)
+        services.alert_store = AlertStore(engine)
         if not settings.api.auth_enabled:
             log.warning(
-                "no SENDENSE_AGENT_TOKENS or SENDENSE_VIEWER_TOKENS configured: serving without "
-                "authentication, on loopback only"
+                "no SENDENSE_AGENT_TOKENS, SENDENSE_VIEWER_TOKENS or SENDENSE_OPERATOR_TOKENS configured: "
+                "serving without authentication, on loopback only"
             )
         await ingest.start()
+        heartbeat = ApiHeartbeat(HeartbeatStore(engine), ingest.committer.stats, settings.api.heartbeat_interval)
+        heartbeat.start()
         # Objects alive at start-up (modules, routes, pools) are never garbage: keep the collector
         # from walking them again and again, a source of latency spikes on the request path.
         gc.collect()
@@ -96,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await heartbeat.stop()
             await ingest.stop()
             await influx.aclose()
             summary_influx.close()
@@ -105,7 +118,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/api/v1",
-        route_handlers=[BackupController, TelemetryController, MachineController, HealthController],
+        route_handlers=[
+            BackupController,
+            TelemetryController,
+            MachineController,
+            ReportController,
+            AlertController,
+            SilenceController,
+            AlertRuleController,
+            HealthController,
+        ],
         middleware=[DefineMiddleware(BearerAuth, settings=settings.api)],
     )
     app = Litestar(

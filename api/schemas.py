@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from pipeline.ingest.models import BatchBody, CreateBackup, TelemetryUpdate
+from api.alert_schemas import ALERT_CONTRACT_TYPES
+from api.report_schemas import REPORT_CONTRACT_TYPES, WeekOverWeek
+from pipeline.ingest.models import BatchBody, CreateBackup, MachineSpec, Name, TelemetryUpdate
 from pipeline.jobs.vocabulary import BackupType, JobStatus, JobType
 from pipeline.rollup.metrics import DiskSummary
 
@@ -29,6 +31,8 @@ __all__ = [
     "MachineDetails",
     "MachineList",
     "Readiness",
+    "RegisterMachine",
+    "RegisteredMachine",
     "RpoBody",
     "RpoUpdated",
     "UpdateAccepted",
@@ -376,6 +380,8 @@ class MachineDetails(Struct):
     trend: list[TrendPoint]
     anomalies: list[FlaggedRun]
     backups: list[BackupJob]
+    week_over_week: WeekOverWeek
+    """The last 7 days against the 7 before: jobs, success rate, average duration, size and speed."""
 
 
 class RpoBody(Struct, forbid_unknown_fields=True):
@@ -387,6 +393,27 @@ class RpoBody(Struct, forbid_unknown_fields=True):
 class RpoUpdated(Struct):
     vm_name: str
     rpo: RpoStatus | None
+
+
+class RegisterMachine(MachineSpec, kw_only=True, forbid_unknown_fields=True):
+    """A machine to protect: the details given are set, those left out kept (a machine known from its jobs
+    keeps what they said); `rpo_seconds` sets its own objective (1 minute to 1 year), null returns it to the
+    default, left out keeps it."""
+
+    repository_id: Name | None = None
+    rpo_seconds: Annotated[int, Meta(ge=60, le=366 * 86_400)] | None | UnsetType = UNSET
+
+
+class RegisteredMachine(Struct):
+    """A registered machine: what is known of it, its RPO status, and since when it is known (the
+    never_backed_up rule fires when no job has completed within its RPO of that)."""
+
+    vm_name: str
+    repository_id: str | None
+    machine: MachineInfo
+    rpo: RpoStatus
+    registered_at: datetime
+    total_backups: int
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -483,6 +510,10 @@ CONTRACT_TYPES: tuple[Any, ...] = (
     BatchBody,
     CreateBackup,
     RpoBody,
+    RegisteredMachine,
+    RegisterMachine,
+    *ALERT_CONTRACT_TYPES,
+    *REPORT_CONTRACT_TYPES,
 )
 """Every body of the contract: their component schemas in the OpenAPI document are msgspec's own."""
 

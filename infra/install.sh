@@ -4,7 +4,7 @@
 # TypeScript contract test (tests/typescript/node_modules). Safe to run again.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-packages=(influxdb influxdb-client mariadb-server mariadb-client nginx prometheus curl chromium fonts-dejavu-core nodejs)
+packages=(influxdb influxdb-client mariadb-server mariadb-client nginx prometheus prometheus-alertmanager curl chromium fonts-dejavu-core nodejs)
 # Debian's nodejs comes without npm; a nodejs from elsewhere (NodeSource) bundles it and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
 apt_install "${packages[@]}"

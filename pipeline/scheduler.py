@@ -1,12 +1,17 @@
-"""build_scheduler(settings): the rollup, purge, reaper and reconcile jobs in one APScheduler process."""
+"""build_scheduler(settings): rollup, purge, reaper, reconcile, alert and notify jobs in one APScheduler process."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from pipeline.alerts.delivery.alertmanager import AlertmanagerChannel
+from pipeline.alerts.delivery.channel import OneAtATime, RetryPolicy
+from pipeline.alerts.delivery.channels import build_channels
+from pipeline.alerts.delivery.sender import OutboxSender, SendRun
 from pipeline.alerts.evaluator import AlertEvaluator, EvaluationRun
 from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
@@ -50,6 +55,23 @@ class SchedulerJobs:
             settings.api.rpo_default,
             influx_ok=self.influx.ping,
         )
+        self.alertmanager: AlertmanagerChannel | None = None
+        if settings.alerts.alertmanager_url:
+            self.alertmanager = AlertmanagerChannel(settings.alerts, self.engine)
+            self.metrics.watch("alertmanager-resend")
+        a = settings.alerts
+        # The Alertmanager channel is the re-post job's too: one instance, one HTTP client.
+        prebuilt = {"alertmanager": OneAtATime(self.alertmanager)} if self.alertmanager is not None else {}
+        self.sender = OutboxSender(
+            self.alert_store,
+            build_channels(a, prebuilt=prebuilt),
+            RetryPolicy(a.retry_base, a.retry_max),
+            # A run ends before the next one is due, so APScheduler never has to skip one.
+            budget=max(0.1, 0.8 * a.deliver_interval),
+            observe=self.metrics.delivered,
+        )
+        self.delivering: set[str] = set()
+        self.wake_senders: Callable[[], None] | None = None
         self.reconciler = SummaryReconciler(
             self.engine,
             self.store,
@@ -128,20 +150,46 @@ class SchedulerJobs:
 
     def evaluate_alerts(self) -> EvaluationRun:
         """Every alert rule, once, if no other scheduler is evaluating; changes and notifications committed together."""
-        return self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+        run = self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+        if run.notifications and self.wake_senders is not None:
+            self.wake_senders()  # what was just enqueued goes now, not at the senders' next tick
+        return run
+
+    def notify(self, channel: str) -> SendRun:
+        """Deliver the notifications due on `channel` (each channel is a job of its own: a slow receiver
+        holds up only its own deliveries)."""
+
+        def run() -> SendRun:
+            self.delivering.add(channel)
+            try:
+                sent = self.sender.run_once(channel)
+            finally:
+                self.delivering.discard(channel)
+            self.metrics.outbox_pending.set(self.alert_store.pending_notifications())
+            return sent
+
+        return self._guard("notify", run, SendRun(channel))
+
+    def resend_alertmanager(self) -> int:
+        """Post the firing alerts to Alertmanager again before they expire there; returns how many."""
+        if self.alertmanager is None:
+            return 0
+        return self._guard("alertmanager-resend", self.alertmanager.resend, 0)
 
     def close(self) -> None:
+        self.sender.close()  # every channel, the Alertmanager one included
         self.influx.close()
         self.engine.dispose()
 
 
 def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJobs]:
-    """A blocking scheduler running rollup, purge, reaper and reconciles at their configured intervals (an
-    interval of 0 turns a reconcile off)."""
+    """A blocking scheduler running rollup, purge, reaper, reconciles and alert jobs at their configured intervals
+    (an interval of 0 turns a reconcile off; the Alertmanager re-post runs only when Alertmanager is configured)."""
     jobs = SchedulerJobs(settings)
     scheduler = BlockingScheduler(timezone=UTC)
     now = datetime.now(UTC)
     s = settings.scheduler
+    resend = settings.alerts.alertmanager_resend if jobs.alertmanager is not None else 0
     # The full reconcile waits one interval: a scheduler restarting often must not sweep every machine each
     # time (the upgrade that added the marks marked every existing job, so the first `changed` run covers them).
     runs = [
@@ -150,8 +198,11 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.purge, s.purge_interval, "purge", now),
         (jobs.reconcile, s.reconcile_interval, "reconcile", now),
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
+        (jobs.resend_alertmanager, resend, "alertmanager-resend", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
+    for channel in jobs.sender.channels:
+        runs.append((lambda c=channel: jobs.notify(c), settings.alerts.deliver_interval, f"notify-{channel}", now))
     for func, seconds, name, first in runs:
         if seconds <= 0:
             continue
@@ -165,4 +216,11 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
             max_instances=1,
             coalesce=True,
         )
+
+    def wake_senders() -> None:
+        # A sender still running will claim the new rows itself; waking it would only make APScheduler skip.
+        for channel in set(jobs.sender.channels) - jobs.delivering:
+            scheduler.modify_job(f"notify-{channel}", next_run_time=datetime.now(UTC))
+
+    jobs.wake_senders = wake_senders if settings.alerts.deliver_interval > 0 else None
     return scheduler, jobs

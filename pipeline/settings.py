@@ -13,6 +13,7 @@ __all__ = [
     "IngestSettings",
     "InfluxSettings",
     "MySQLSettings",
+    "ReportSettings",
     "RuntimeSettings",
     "SchedulerSettings",
     "Settings",
@@ -122,6 +123,9 @@ class ApiSettings:
     """Comma-separated bearer tokens that may read, create jobs and write telemetry."""
     viewer_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_VIEWER_TOKENS"))
     """Comma-separated bearer tokens that may only read."""
+    operator_tokens: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_OPERATOR_TOKENS"))
+    """Comma-separated bearer tokens that may read, acknowledge and silence alerts, change alert rules,
+    register machines and set their RPO (not create jobs or send telemetry)."""
     server: str = field(default_factory=lambda: _env("SENDENSE_API_SERVER", "granian"))
     """ASGI server used by `sendense api`: granian or uvicorn."""
     workers: int = field(default_factory=lambda: _env_int("SENDENSE_API_WORKERS", 1))
@@ -137,10 +141,17 @@ class ApiSettings:
     """Recovery-point objective (seconds) of a machine without its own (PUT /machines/{vm}/rpo)."""
     header_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEADER_TIMEOUT", 10.0))
     """Seconds a connection may take to send a request's headers (and may stay idle between requests)."""
+    heartbeat_interval: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEARTBEAT_INTERVAL", 10.0))
+    """Seconds between this process's heartbeats (its stores' health, read by the pipeline_unhealthy rule)."""
+
+    def __post_init__(self) -> None:
+        # A heartbeat older than two minutes is ignored (pipeline/alerts/heartbeats.py STALE).
+        if not 0 < self.heartbeat_interval <= 60:
+            raise ValueError("SENDENSE_API_HEARTBEAT_INTERVAL must be more than 0 and at most 60 seconds")
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.agent_tokens or self.viewer_tokens)
+        return bool(self.agent_tokens or self.viewer_tokens or self.operator_tokens)
 
 
 @dataclass(frozen=True)
@@ -296,6 +307,8 @@ class AlertSettings:
     """From address of notifications and reports."""
     smtp_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_SMTP_TIMEOUT", 10.0))
     """Seconds an SMTP conversation may take."""
+    smtp_ca_file: str = field(default_factory=lambda: _env("SENDENSE_SMTP_CA_FILE", ""))
+    """CA bundle (PEM) that verifies the SMTP server's certificate after STARTTLS (empty: the system's CAs)."""
     email_to: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_ALERT_EMAIL_TO"))
     """Recipients of alert e-mails (comma-separated)."""
     email_min_severity: str = field(default_factory=lambda: _env("SENDENSE_ALERT_EMAIL_MIN_SEVERITY", "warning"))
@@ -308,6 +321,8 @@ class AlertSettings:
     """Lowest severity posted to Alertmanager."""
     alertmanager_resend: float = field(default_factory=lambda: _env_float("SENDENSE_ALERTMANAGER_RESEND", 60.0))
     """Seconds between re-posts of the firing alerts (each valid for 4 of these)."""
+    alertmanager_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_ALERTMANAGER_TIMEOUT", 5.0))
+    """Seconds one post to Alertmanager may take before it counts as failed (and is retried)."""
 
     def __post_init__(self) -> None:
         from pipeline.alerts.vocabulary import SEVERITIES
@@ -315,6 +330,8 @@ class AlertSettings:
         for name in ("webhook_min_severity", "email_min_severity", "alertmanager_min_severity"):
             if getattr(self, name) not in SEVERITIES:
                 raise ValueError(f"alert setting {name}={getattr(self, name)!r} is not one of {', '.join(SEVERITIES)}")
+        if self.alertmanager_resend <= 0:
+            raise ValueError("SENDENSE_ALERTMANAGER_RESEND must be above 0: posted alerts are valid for 4 of these")
 
     def channels(self) -> dict[str, str]:
         """The configured channels and the lowest severity each one is sent."""
@@ -324,6 +341,31 @@ class AlertSettings:
             "alertmanager": (bool(self.alertmanager_url), self.alertmanager_min_severity),
         }
         return {name: minimum for name, (on, minimum) in configured.items() if on}
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Reports and estate views."""
+
+    time_zone: str = field(default_factory=lambda: _env("SENDENSE_DISPLAY_TIMEZONE", "UTC"))
+    """IANA time zone of the days and hours reports show (the stores keep UTC)."""
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"environment variable SENDENSE_DISPLAY_TIMEZONE={self.time_zone!r} is not a time zone "
+                "(an IANA name such as Europe/Berlin)"
+            ) from None
+
+    @property
+    def zone(self):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.time_zone)
 
 
 @dataclass(frozen=True)
@@ -351,6 +393,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 

@@ -90,6 +90,12 @@ def viewer(api: str, stack: DevStack) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def operator(api: str, stack: DevStack) -> Iterator[httpx.Client]:
+    with _client(api, stack.operator_token) as client:
+        yield client
+
+
+@pytest.fixture
 def scheduler_jobs(settings):
     """The scheduler's three jobs, run by hand so a test decides when the rollup happens.
 

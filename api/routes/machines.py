@@ -1,25 +1,42 @@
-"""`/machines`: the protection-flows table (paged, sorted, RPO), one machine's details, its RPO."""
+"""`/machines`: the protection-flows table (paged, sorted, RPO), one machine's details, registering a
+machine to protect, its RPO."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 from anyio import to_thread
-from litestar import Controller, get, put
+from litestar import Controller, Response, get, put
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Body, Parameter
+from msgspec import UNSET
 from sqlalchemy import Engine
 
 from api.openapi import StrictBody, errors
-from api.schemas import MachineDetails, MachineList, RpoBody, RpoUpdated, to_body
+from api.schemas import MachineDetails, MachineList, RegisteredMachine, RegisterMachine, RpoBody, RpoUpdated, to_body
+from pipeline.ingest.models import NAME_PATTERN
 from pipeline.jobs.store import JobStore
-from pipeline.read.machines import MachineQuery, MachineSort, get_machine, list_machines
+from pipeline.read.machines import MachineQuery, MachineSort, get_machine, list_machines, registered_machine
 from pipeline.settings import Settings
 
 __all__ = ["MachineController"]
 
 VmName = Annotated[str, Parameter(min_length=1, max_length=255)]
+# A machine's row is made from this one: the names jobs may have (no control characters, '/' or '\').
+NewVmName = Annotated[
+    str, Parameter(min_length=1, max_length=255, pattern=NAME_PATTERN, description="The machine's name")
+]
+_REGISTER_EXAMPLE = {
+    "repository_id": "repo-1",
+    "cpu_count": 4,
+    "memory_mb": 16384,
+    "os_type": "linux",
+    "protection_flow": "nightly",
+    "rpo_seconds": 86400,
+}
 
 
 class MachineController(Controller):
@@ -56,6 +73,38 @@ class MachineController(Controller):
         return to_body(machine, MachineDetails)
 
     @put(
+        "/{vm_name:str}",
+        operation_id="registerMachine",
+        dto=StrictBody[RegisterMachine],
+        return_dto=None,
+        responses={
+            201: ResponseSpec(RegisteredMachine, description="The machine was not known: registered now."),
+            **errors(400, 401, 403, 413, 503),
+        },
+    )
+    async def register(
+        self,
+        store: JobStore,
+        engine: Engine,
+        settings: Settings,
+        vm_name: NewVmName,
+        data: Annotated[
+            RegisterMachine, Body(examples=[Example(summary="a database server", value=_REGISTER_EXAMPLE)])
+        ],
+    ) -> Response[RegisteredMachine]:
+        """Register a machine to protect (201), or update a known one (200): the details given are set, those
+        left out kept; `rpo_seconds` sets its own objective (null: the default). From then on the
+        never_backed_up rule watches it: no completed job within its RPO of being registered fires. Its
+        job counts are left alone. Needs an operator token."""
+        details = msgspec.structs.asdict(data)
+        rpo = details.pop("rpo_seconds")
+        created = await to_thread.run_sync(
+            store.register_machine, vm_name, details, {} if rpo is UNSET else {"rpo_seconds": rpo}
+        )
+        machine = await to_thread.run_sync(registered_machine, engine, vm_name, settings.api.rpo_default)
+        return Response(to_body(machine, RegisteredMachine), status_code=201 if created else 200)
+
+    @put(
         "/{vm_name:str}/rpo",
         operation_id="setMachineRpo",
         dto=StrictBody[RpoBody],
@@ -79,8 +128,8 @@ class MachineController(Controller):
         ],
     ) -> RpoUpdated:
         """Set this machine's own recovery-point objective, or go back to the default (`null`). Needs an
-        agent token."""
+        operator token (agent tokens could until the alerts' operator role came; they get 403 now)."""
         if not await to_thread.run_sync(store.set_rpo, vm_name, data.rpo_seconds):
             raise NotFoundException(f"no machine named {vm_name!r}")
-        machine = await to_thread.run_sync(get_machine, engine, vm_name, settings.api.rpo_default)
+        machine = await to_thread.run_sync(registered_machine, engine, vm_name, settings.api.rpo_default)
         return to_body({"vm_name": vm_name, "rpo": machine["rpo"] if machine else None}, RpoUpdated)

@@ -32,8 +32,8 @@ class ScenarioConfig:
     token: str | None = None
     """An agent token: jobs and telemetry."""
     operator_token: str | None = None
-    """For PUT /machines/{vm}/rpo, an operator's write; None: the agent token (refused once the API keeps
-    that call for operators: the scenario then goes on with the default objective)."""
+    """For PUT /machines/{vm}/rpo, an operator's write; None: the agent token, which an API with tokens
+    refuses for it (403: the scenario goes on with the default objective, and says so)."""
     timings: Timings = field(default_factory=Timings)
     prefix: str = SCENARIO_PREFIX
     tag: str | None = None

@@ -87,7 +87,8 @@ class AlertChange:
 class LifecyclePlan:
     changes: list[AlertChange] = field(default_factory=list)
     evaluated_ids: list[int] = field(default_factory=list)
-    """Stored alerts the rules looked at this run (their `last_evaluated_at` moves, in one statement)."""
+    """Stored alerts the rules looked at this run and left unchanged (not written: an open alert is looked at
+    in every run, so its last evaluation is the last run's, kept in `alert_evaluations`)."""
 
     @property
     def notices(self) -> list[tuple[AlertChange, Notice]]:

@@ -75,6 +75,8 @@ backup_jobs = Table(
     # Copied out of performance_metrics by the rollup so that it can be indexed portably
     # (a functional index on a JSON path is MySQL-8-only).
     Column("avg_speed_bps", BigInteger(), nullable=True),
+    # Also copied out by the rollup: how many anomaly flags the summary carries (NULL: not judged).
+    Column("anomaly_count", Integer(), nullable=True),
     # The snapshot cadence of job_telemetry_snapshots, shared by every API process.
     Column("last_snapshot_at", Moment, nullable=True),
     Column("rolled_up_at", Moment, nullable=True),

@@ -48,6 +48,11 @@ class CommitStats:
     commit_seconds: deque = field(default_factory=lambda: deque(maxlen=1000))
     influx_seconds: deque = field(default_factory=lambda: deque(maxlen=1000))
     mysql_seconds: deque = field(default_factory=lambda: deque(maxlen=1000))
+    # Since when (epoch seconds) writes to InfluxDB, MySQL transactions, or the queue have been failing:
+    # set at the first failure, cleared by the next success (the heartbeat reports them).
+    influx_failing_since: float | None = None
+    mysql_failing_since: float | None = None
+    queue_full_since: float | None = None
 
 
 class GroupCommitter:
@@ -95,10 +100,14 @@ class GroupCommitter:
         if self._closing:
             raise StoreUnavailable("this API process is shutting down; retry", self.settings.retry_after)
         if self._queued_updates + len(changes) > self.settings.max_queued_updates and self._queued_updates:
+            if self.stats.queue_full_since is None:
+                self.stats.queue_full_since = time.time()
             raise StoreUnavailable(
                 f"{self._queued_updates} updates are waiting to be committed in this process; retry later",
                 self.settings.retry_after,
             )
+        if self.stats.queue_full_since is not None:
+            self.stats.queue_full_since = None
         submission = _Submission(lines, changes, asyncio.get_running_loop().create_future())
         # The error is read here too, so a request that went away does not leave it unretrieved.
         submission.future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -174,7 +183,10 @@ class GroupCommitter:
                 self.stats.points_written += min(step, len(lines) - start)
         except Exception:
             INFLUX_ERRORS.inc()
+            if self.stats.influx_failing_since is None:
+                self.stats.influx_failing_since = time.time()
             raise
+        self.stats.influx_failing_since = None
         written = time.perf_counter()
         self.stats.influx_seconds.append(written - started)
         INFLUX_WRITE_SECONDS.observe(written - started)
@@ -183,7 +195,10 @@ class GroupCommitter:
             outcomes = await self.store.apply(changes, self.settings.snapshot_interval)
         except Exception:
             MYSQL_ERRORS.inc()
+            if self.stats.mysql_failing_since is None:
+                self.stats.mysql_failing_since = time.time()
             raise
+        self.stats.mysql_failing_since = None
         self.stats.mysql_seconds.append(time.perf_counter() - written)
         MYSQL_COMMIT_SECONDS.observe(time.perf_counter() - written)
         return outcomes

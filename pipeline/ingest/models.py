@@ -18,6 +18,7 @@ __all__ = [
     "CreateBackup",
     "DiskSpec",
     "JobId",
+    "NAME_PATTERN",
     "MachineSpec",
     "Name",
     "StageLoad",
@@ -39,13 +40,13 @@ JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN, description="Letters, digits
 # VM names and repository ids are what hypervisors allow (spaces, quotes, commas, parentheses,
 # non-ASCII letters) but bounded and free of control characters (C0, DEL, C1, line separators),
 # and without '/' and '\' (vSphere itself stores those as %2f and %5c in names).
-_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\]{1,255}" + END
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\]{1,255}" + END
 Name = Annotated[
     str,
     Meta(
         min_length=1,
         max_length=255,
-        pattern=_NAME_PATTERN,
+        pattern=NAME_PATTERN,
         description="1-255 characters; no control characters, '/' or '\\'",
     ),
 ]

@@ -384,6 +384,21 @@ class JobStore:
             )
         return result.rowcount > 0
 
+    def register_machine(self, vm_name: str, details: dict[str, Any], rpo: dict[str, int | None]) -> bool:
+        """Register a machine to protect (never_backed_up watches it from now on) or update a known one:
+        the details given (`cpu_count`, `memory_mb`, `os_type`, `protection_flow`, `repository_id`) are
+        set and the others kept; `rpo` sets `rpo_seconds` when it names it (None: back to the default). Its
+        job counters are left as they are. Returns True when the machine was not known before."""
+        now = utc_now()
+        given = {name: value for name, value in details.items() if value is not None}
+        values = {"vm_name": vm_name, **given, **rpo, "created_at": now, "updated_at": now}
+        stmt = mysql_insert(machines).values(values)
+        updates = {name: stmt.inserted[name] for name in (*given, *rpo)} | {"updated_at": now}
+        with self.engine.begin() as conn:
+            known = conn.execute(select(machines.c.vm_name).where(machines.c.vm_name == vm_name)).first()
+            conn.execute(stmt.on_duplicate_key_update(updates))
+        return known is None
+
     def mark_purged(self, job_id: str) -> None:
         """The raw telemetry of a rolled-up job is gone: delete its mirror rows and say so."""
         with self.engine.begin() as conn:
@@ -437,6 +452,7 @@ class RollupClaim:
             .values(
                 performance_metrics=metrics,
                 avg_speed_bps=metrics["avg_speed_bps"],
+                anomaly_count=len(metrics["anomalies"]) if "anomalies" in metrics else None,
                 rolled_up_at=utc_now(),
                 rollup_next_attempt_at=None,
                 **KEEP_UNMARKED,

@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
-from pipeline.clock import aware
+from pipeline.clock import aware, utc_now
 from pipeline.insight.rpo import rpo_status
 from pipeline.read.jobs import anomalies_of, duration_seconds, list_jobs
+from pipeline.reports.estate import machine_week_over_week
+from pipeline.reports.periods import parse_period
 
-__all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "success_rate"]
+__all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "registered_machine", "success_rate"]
 
 TREND_LIMIT = 500
 MachineSort = Literal["rpo", "vm_name", "last_backup", "success_rate", "total_backups"]
@@ -140,6 +143,7 @@ def get_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
         if flow is None:
             return None
         trend_rows = conn.execute(_TREND_SQL, {"vm": vm_name, "limit": TREND_LIMIT}).all()
+        week = machine_week_over_week(conn, vm_name, parse_period("7d", None, None, utc_now(), ZoneInfo("UTC")))
     now = datetime.now(UTC).replace(tzinfo=None)
     completed = [r for r in trend_rows if r.status == "completed"]
     durations = [d for d in (duration_seconds(r) for r in completed) if d is not None]
@@ -188,5 +192,29 @@ def get_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
         "last_backup": view["last_backup"],
         "trend": trend,
         "anomalies": flagged,
+        "week_over_week": week,
         "backups": list_jobs(engine, vm_name=vm_name, limit=100)["backups"],
+    }
+
+
+def registered_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
+    """A machine as registered (with or without jobs): its details, RPO status and since when it is known."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT vm_name, repository_id, cpu_count, memory_mb, os_type, disk_count, protection_flow, "
+                "created_at, total_jobs, last_success_at, rpo_seconds FROM machines WHERE vm_name = :vm"
+            ),
+            {"vm": vm_name},
+        ).first()
+    if row is None:
+        return None
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return {
+        "vm_name": row.vm_name,
+        "repository_id": row.repository_id,
+        "machine": _machine_info(row),
+        "rpo": rpo_status(row.last_success_at, row.rpo_seconds, rpo_default, now),
+        "registered_at": aware(row.created_at),
+        "total_backups": int(row.total_jobs),
     }

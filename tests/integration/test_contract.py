@@ -9,13 +9,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
 from openapi_spec_validator import validate
+from sqlalchemy import text
 
+from api.auth import required_role
 from tests.support.devstack import DevStack
 
 SCHEMA_PATH = "/api/v1/schema/openapi.json"
@@ -58,8 +61,21 @@ def test_every_operation_documents_its_bodies_and_statuses(document: dict) -> No
         ("post", "/api/v1/telemetry/batch"): {"202", "400", "401", "403", "413", "503"},
         ("post", "/api/v1/backups"): {"201", "400", "401", "403", "409", "413", "503"},
         ("put", "/api/v1/machines/{vm_name}/rpo"): {"200", "400", "401", "403", "404", "413", "503"},
+        ("put", "/api/v1/machines/{vm_name}"): {"200", "201", "400", "401", "403", "413", "503"},
         ("get", "/api/v1/telemetry/history/{job_id}"): {"200", "400", "401", "404", "503"},
         ("get", "/api/v1/health/ready"): {"200", "503"},
+        ("get", "/api/v1/alerts"): {"200", "400", "401", "503"},
+        ("get", "/api/v1/alerts/{alert_id}"): {"200", "400", "401", "404", "503"},
+        ("post", "/api/v1/alerts/{alert_id}/acknowledge"): {"200", "400", "401", "403", "404", "413", "503"},
+        ("get", "/api/v1/silences"): {"200", "400", "401", "503"},
+        ("post", "/api/v1/silences"): {"201", "400", "401", "403", "413", "503"},
+        ("delete", "/api/v1/silences/{silence_id}"): {"200", "400", "401", "403", "404", "503"},
+        ("get", "/api/v1/alert-rules"): {"200", "401", "503"},
+        ("put", "/api/v1/alert-rules"): {"200", "400", "401", "403", "413", "503"},
+        **{
+            ("get", f"/api/v1/reports/{name}"): {"200", "400", "401", "503"}
+            for name in ("estate", "estate.csv", "grid", "grid.csv", "timeline", "timeline.csv")
+        },  # fmt: skip
     }
     for (method, path), statuses in expected.items():
         operation = document["paths"][path][method]
@@ -67,28 +83,61 @@ def test_every_operation_documents_its_bodies_and_statuses(document: dict) -> No
     for path, item in document["paths"].items():
         for method, operation in item.items():
             for status, response in operation["responses"].items():
+                if path.endswith(".csv") and status == "200":  # the exports: CSV, streamed
+                    assert set(response["content"]) == {"text/csv"}, (method, path)
+                    continue
                 schema = response["content"]["application/json"]["schema"]
                 assert schema != {"type": "object"}, (method, path, status)
                 if status.startswith(("4", "5")) and path != "/api/v1/health/ready":
                     assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
             if method in ("post", "put"):
                 body = operation["requestBody"]["content"]["application/json"]
-                assert body["schema"]["allOf"][0]["$ref"].startswith("#/components/schemas/"), (method, path)
+                # A Struct's component, or (PUT /alert-rules) a union of them tagged on a field.
+                refs = [o["$ref"] for o in body["schema"].get("allOf") or body["schema"]["anyOf"]]
+                assert all(r.startswith("#/components/schemas/") for r in refs), (method, path)
                 assert body["schema"]["examples"], (method, path)
     history = document["paths"]["/api/v1/telemetry/history/{job_id}"]["get"]["responses"]["200"]
     assert history["content"]["application/json"]["schema"]["discriminator"]["propertyName"] == "data_source"
-    assert document["components"]["securitySchemes"]["BearerToken"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "An agent token (read and write) or a viewer token (read only).",
-    }
+    overrides = document["paths"]["/api/v1/alert-rules"]["put"]["requestBody"]["content"]["application/json"]
+    assert overrides["schema"]["discriminator"]["propertyName"] == "rule"
+    assert len(overrides["schema"]["discriminator"]["mapping"]) == 9, "one body per rule, with its own params"
+    scheme = document["components"]["securitySchemes"]["BearerToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert all(role in scheme["description"] for role in ("viewer", "agent", "operator"))
     assert document["security"] == [{"BearerToken": []}]
+
+
+def test_the_webhook_body_is_documented_as_a_webhook_of_the_document(document: dict) -> None:
+    """OpenAPI 3.1 `webhooks`: the POST the pipeline sends a receiver, its body the payload the outbox holds."""
+    from msgspec import convert, structs
+
+    from api.alert_schemas import WebhookNotification
+    from pipeline.alerts.lifecycle import Notice
+    from pipeline.alerts.store import notification_payload
+
+    hook = document["webhooks"]["alertNotification"]["post"]
+    body = hook["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/WebhookNotification"}
+    component = document["components"]["schemas"]["WebhookNotification"]
+    assert component["additionalProperties"] is False
+    assert {p["name"] for p in hook["parameters"]} == {
+        "X-Sendense-Signature", "X-Sendense-Idempotency-Key", "X-Sendense-Attempt"
+    }, "the headers the webhook channel sends (pipeline/alerts/delivery/webhook.py)"  # fmt: skip
+    # What the store builds is exactly what the document says (no field more, none missing).
+    alert = {"id": 7, "rule": "job_failed", "vm_name": "vm a&b", "job_id": "j-1", "job_type": "backup",
+             "summary": "failed", "started_at": datetime(2026, 12, 3, 8), "resolved_at": None}  # fmt: skip
+    payload = notification_payload(
+        alert, Notice("firing", "critical", 1), "http://dash:5006/", datetime(2026, 12, 3, 9)
+    )
+    decoded = convert(payload, WebhookNotification, strict=False)
+    assert set(payload) == set(component["properties"]) == {f.name for f in structs.fields(decoded)}
+    assert decoded.idempotency_key == "sendense-alert-7-1"
+    assert decoded.dashboard_url == "http://dash:5006/?vm=vm+a%26b", "the machine's name is URL-encoded"
 
 
 def test_every_body_over_its_limit_is_refused_as_documented(document: dict, api: str, stack: DevStack) -> None:
     """A body over any limit (9 MiB: more than the batch's 8) is answered 413 with the Error body, by
     every operation that takes a body, and each of them documents that 413."""
-    headers = {"Authorization": f"Bearer {stack.agent_token}", "Content-Type": "application/json"}
     body = b'{"x": "' + b"a" * (9 * 1024 * 1024) + b'"}'
     checked = []
     for path, item in document["paths"].items():
@@ -97,11 +146,14 @@ def test_every_body_over_its_limit_is_refused_as_documented(document: dict, api:
                 continue
             assert "413" in operation["responses"], (method, path)
             url = api + path.replace("{job_type}", "backup").replace("{job_id}", "x").replace("{vm_name}", "x")
+            url = url.replace("{alert_id}", "1")
+            token = stack.agent_token if required_role(method.upper(), url[len(api) :]) == "agent" else None
+            headers = {"Authorization": f"Bearer {token or stack.operator_token}", "Content-Type": "application/json"}
             answer = httpx.request(method, url, content=body, headers=headers, timeout=30)
             assert answer.status_code == 413, (method, path, answer.status_code, answer.text[:200])
             assert answer.json()["status_code"] == 413
             checked.append(operation["operationId"])
-    assert len(checked) == 4, checked
+    assert len(checked) == 8, checked
 
 
 def test_bounds_in_the_document_are_the_validators(document: dict) -> None:
@@ -112,9 +164,34 @@ def test_bounds_in_the_document_are_the_validators(document: dict) -> None:
     assert "\\Z" not in json.dumps(document), "patterns must be ECMA-262, the dialect of JSON Schema"
 
 
+@pytest.fixture
+def undo_operator_writes(api: str, stack: DevStack, engine) -> Iterator[None]:
+    """What schemathesis did as an operator undone afterwards: the silences it made are ended, the rule
+    overrides it set removed, the machines it registered (without jobs) deleted. Left in place, a silence
+    or an override of every machine would change what later tests' evaluations notify."""
+    with engine.connect() as conn:
+        since = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one()
+    yield
+    headers = {"Authorization": f"Bearer {stack.operator_token}"}
+    with httpx.Client(base_url=f"{api}/api/v1", headers=headers, timeout=30) as client:
+        # Newest first; ending one that has ended or expired changes nothing.
+        for silence in client.get("/silences", params={"limit": 1000}).json()["silences"]:
+            if datetime.fromisoformat(silence["created_at"]).replace(tzinfo=None) >= since:
+                client.delete(f"/silences/{silence['id']}", params={"by": "contract-test"}).raise_for_status()
+        for rule in client.get("/alert-rules").json()["rules"]:
+            for override in rule["overrides"]:
+                if datetime.fromisoformat(override["updated_at"]).replace(tzinfo=None) >= since:
+                    body = {"rule": rule["rule"], "vm_name": override["vm_name"], "updated_by": "contract-test"}
+                    client.put("/alert-rules", json=body).raise_for_status()
+    with engine.begin() as conn:  # no endpoint deletes a machine: the test removes its own
+        conn.execute(text("DELETE FROM machines WHERE total_jobs = 0 AND created_at >= :since"), {"since": since})
+
+
+@pytest.mark.usefixtures("undo_operator_writes")
 def test_schemathesis_finds_no_disagreement(api: str, stack: DevStack, document: dict, tmp_path: Path) -> None:
     """Over 1,000 generated requests (valid and invalid) across every operation: no 5xx, every status,
-    header and body as documented, invalid input refused, valid input taken."""
+    header and body as documented, invalid input refused, valid input taken. Requests carry the agent
+    token, but the operator-only writes carry the operator token (schemathesis.toml)."""
     report = tmp_path / "report.json"
     command = [
         sys.executable,
@@ -145,7 +222,8 @@ def test_schemathesis_finds_no_disagreement(api: str, stack: DevStack, document:
         "--no-color",
     ]
     # Run from the test's own directory: schemathesis keeps a crash cache in `.schemathesis/` there.
-    run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    env = {**os.environ, "SENDENSE_TEST_OPERATOR_AUTHORIZATION": f"Bearer {stack.operator_token}"}
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
     assert run.returncode == 0, _failures(run.stdout) + run.stderr[-2000:]
     summary = json.loads(report.read_text())
     cases = _generated_cases(summary)
@@ -277,3 +355,44 @@ def test_generated_client_runs_a_job_from_creation_to_rolled_up_history(
     assert metrics.snapshots_recorded == 6 and metrics.bytes_transferred == total
     assert [p.p for p in metrics.chart_data][-1] == 100.0
     assert get_backup.sync(job_id, client=client).has_performance_metrics is True
+
+
+def test_generated_client_sets_a_rule_override_and_reads_alerts_and_silences(
+    generated_client: ModuleType, api: str, stack: DevStack, unique: str
+) -> None:
+    """The alerts' operations through the generated client: a rule override (the union body tagged on
+    `rule`), a silence, and the reads, each with the role it needs."""
+    from sendense_client import AuthenticatedClient
+    from sendense_client.api.alerts import create_silence, list_alert_rules, list_alerts, set_alert_rule
+    from sendense_client.models import (
+        AlertList,
+        AlertRuleConfig,
+        Error,
+        JobStalledOverride,
+        JobStalledOverrideRule,
+        MinutesParams,
+        Silence,
+        SilenceBody,
+    )
+
+    operator = AuthenticatedClient(base_url=api, token=stack.operator_token)
+    viewer = AuthenticatedClient(base_url=api, token=stack.viewer_token)
+    vm = f"client-{unique}"
+    body = JobStalledOverride(
+        rule=JobStalledOverrideRule.JOB_STALLED, updated_by="client", vm_name=vm, params=MinutesParams(minutes=25)
+    )
+    refused = set_alert_rule.sync(client=viewer, body=body)
+    assert isinstance(refused, Error) and refused.status_code == 403
+    rule = set_alert_rule.sync(client=operator, body=body)
+    assert isinstance(rule, AlertRuleConfig)
+    [override] = [o for o in rule.overrides if o.vm_name == vm]
+    assert override.params.to_dict() == {"minutes": 25.0}
+    listed = list_alert_rules.sync(client=viewer)
+    assert vm in [o.vm_name for r in listed.rules for o in r.overrides]
+    silence = create_silence.sync(
+        client=operator, body=SilenceBody(reason="client", created_by="client", vm_name=vm, duration_seconds=600)
+    )
+    assert isinstance(silence, Silence) and silence.active is True
+    page = list_alerts.sync(client=viewer, vm_name=vm)
+    assert isinstance(page, AlertList) and page.total == 0 and page.firing.critical >= 0
+    set_alert_rule.sync(client=operator, body=JobStalledOverride(rule=body.rule, updated_by="client", vm_name=vm))

@@ -11,8 +11,10 @@ import time
 
 from sqlalchemy import select
 
+from pipeline.agent.client import TelemetryClient
+from pipeline.agent.scenario_steps import Scenario, SetRpo, Step
 from pipeline.agent.scenarios import STAGED_RULES, Timings, plan_scenarios
-from pipeline.agent.staging import ScenarioConfig, ScenarioReport, run_scenarios
+from pipeline.agent.staging import ScenarioConfig, ScenarioReport, _Stager, run_scenarios
 from pipeline.alerts.evaluator import AlertEvaluator
 from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
@@ -83,10 +85,9 @@ def test_every_staged_rule_fires_and_those_planned_to_resolve_do(api, stack, eng
         dataclasses.replace(settings.alerts, rules=RULES, hold_down=0.0, evaluate_interval=1.0),
         rpo_default=settings.api.rpo_default,
     )
-    # After the operator role (SENDENSE_OPERATOR_TOKENS) the stack has an operator token; before, the
-    # agent token may set an RPO.
-    operator = getattr(stack, "operator_token", None)
-    staging = Staging(ScenarioConfig(api, stack.agent_token, operator, timings, prefix, tag="t", poll_interval=0.5))
+    # Jobs and telemetry with the agent's token, the RPOs with the operator's.
+    config = ScenarioConfig(api, stack.agent_token, stack.operator_token, timings, prefix, tag="t", poll_interval=0.5)
+    staging = Staging(config)
     expected_fired = {(rule, s.vm_name) for rule, s in plan.items()}
     expected_resolved = {(rule, s.vm_name) for rule, s in plan.items() if s.resolves_after is not None}
     budget = max(s.resolves_after or s.fires_after for s in plan.values()) + 2 * SLACK
@@ -131,3 +132,21 @@ def test_every_staged_rule_fires_and_those_planned_to_resolve_do(api, stack, eng
     evaluator.run_once()
     pending = _transitions(engine, prefix)[("job_pending_too_long", plan["job_pending_too_long"].vm_name)]
     assert pending == ["fired", "resolved"]
+
+
+def test_without_an_operator_token_the_rpo_is_refused_and_the_scenario_goes_on_saying_so(api, stack, agent, unique):
+    """The agent token may not set an RPO (an operator's write): a warning, not a stopped scenario."""
+    vm = f"scn{unique}-past-rpo"
+    assert agent.post("/backups", json={"vm_name": vm, "backup_type": "full", "repository_id": "r"}).status_code == 201
+    scenario = Scenario("rpo", vm, "an RPO set with the wrong token", (Step(0.0, SetRpo(vm, 60)),), 0.0)
+
+    async def stage() -> ScenarioReport:
+        report, said = ScenarioReport(), []
+        async with TelemetryClient(api, stack.agent_token) as client:
+            await _Stager(ScenarioConfig(api), client, client, report, asyncio.Event(), said.append).run(scenario)
+        return report
+
+    report = asyncio.run(stage())
+    assert report.finished == {"rpo"} and not report.failed
+    assert report.warnings and "403" in report.warnings[0] and "--operator-token" in report.warnings[0]
+    assert agent.get(f"/machines/{vm}").json()["rpo"]["rpo_source"] == "default"

@@ -39,18 +39,20 @@ def test_counters_follow_jobs_as_they_are_created_and_end(agent, viewer, unique)
     assert row["rpo"]["out_of_rpo"] is True and 29 * 3600 < row["rpo"]["age_seconds"] < 31 * 3600
 
 
-def test_each_machine_may_have_its_own_objective(agent, viewer, unique):
+def test_each_machine_may_have_its_own_objective_set_by_an_operator(agent, viewer, operator, unique):
     vm = f"own-rpo-{unique}"
     _job(agent, vm, end="completed", age_hours=30)
     assert viewer.put(f"/machines/{vm}/rpo", json={"rpo_seconds": 7 * 86400}).status_code == 403
-    answer = agent.put(f"/machines/{vm}/rpo", json={"rpo_seconds": 2 * 86400})
+    # An agent token lives on every protected host: it may not change any machine's objective.
+    assert agent.put(f"/machines/{vm}/rpo", json={"rpo_seconds": 7 * 86400}).status_code == 403
+    answer = operator.put(f"/machines/{vm}/rpo", json={"rpo_seconds": 2 * 86400})
     assert answer.status_code == 200 and answer.json()["rpo"]["out_of_rpo"] is False
     machine = viewer.get(f"/machines/{vm}").json()
     assert machine["rpo"]["rpo_seconds"] == 2 * 86400 and machine["rpo"]["rpo_source"] == "machine"
-    assert agent.put(f"/machines/{vm}/rpo", json={"rpo_seconds": None}).json()["rpo"]["out_of_rpo"] is True
+    assert operator.put(f"/machines/{vm}/rpo", json={"rpo_seconds": None}).json()["rpo"]["out_of_rpo"] is True
     for bad in ({"rpo_seconds": 10}, {"rpo_seconds": "1d"}, {"rpo": 3600}):
-        assert agent.put(f"/machines/{vm}/rpo", json=bad).status_code == 400
-    assert agent.put(f"/machines/no-such-{unique}/rpo", json={"rpo_seconds": 3600}).status_code == 404
+        assert operator.put(f"/machines/{vm}/rpo", json=bad).status_code == 400
+    assert operator.put(f"/machines/no-such-{unique}/rpo", json={"rpo_seconds": 3600}).status_code == 404
 
 
 def test_the_worst_come_first_and_pages_cover_every_machine_once(agent, viewer, unique):

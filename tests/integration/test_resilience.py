@@ -99,6 +99,10 @@ def test_mysql_outage_answers_503_on_every_endpoint_that_needs_it(agent, engine,
             # A job this process has never seen: its first update needs MySQL to find it.
             ("POST", "/telemetry/backup/never-seen-before-job", update_body(1)),
             ("POST", "/telemetry/batch", {"updates": [{"job_type": "backup", "job_id": job_id, **update_body(4)}]}),
+            ("GET", "/alerts", None),
+            ("GET", "/alerts/1", None),
+            ("GET", "/silences", None),
+            ("GET", "/alert-rules", None),
         ]
         for method, path, body in calls:
             response = agent.request(method, path, json=body)

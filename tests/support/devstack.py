@@ -40,6 +40,7 @@ class DevStack:
     api_port: int = 18082
     agent_token: str = "test-agent-token"
     viewer_token: str = "test-viewer-token"
+    operator_token: str = "test-operator-token"
     extra_env: dict[str, str] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
 
@@ -64,6 +65,7 @@ class DevStack:
             "SENDENSE_API_PORT": str(self.api_port),
             "SENDENSE_AGENT_TOKENS": self.agent_token,
             "SENDENSE_VIEWER_TOKENS": self.viewer_token,
+            "SENDENSE_OPERATOR_TOKENS": self.operator_token,
             **self.extra_env,
         }
 
