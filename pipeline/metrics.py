@@ -137,7 +137,7 @@ class SchedulerMetrics:
         self.last_run_age = Gauge(
             "sendense_scheduler_last_run_age_seconds", "Seconds since each job last ran to its end", ["job"], registry=r
         )
-        for job in ("rollup", "purge", "reaper", "reconcile", "alerts", "notify"):
+        for job in ("rollup", "purge", "reaper", "reconcile", "alerts", "notify", "estate-hours"):
             self.watch(job)
 
     def watch(self, job: str) -> None:

@@ -22,6 +22,7 @@ from pipeline.outages import describe_outage, is_outage
 from pipeline.read.jobs import rollup_backlog
 from pipeline.reconcile.store import DriftState, SummaryReconciler
 from pipeline.reconcile.vocabulary import ReconcileMode
+from pipeline.reports.store import EstateHoursStore
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
 from pipeline.rollup.reader import TelemetryReader
@@ -47,6 +48,7 @@ class SchedulerJobs:
         self.store = JobStore(self.engine)
         self.influx = SyncInflux(settings.influx)
         self.purger = TelemetryPurger(self.store, self.influx, settings.influx.summary_rp)
+        self.estate_hours = EstateHoursStore(self.engine)
         self.alert_store = AlertStore(self.engine)
         self.evaluator = AlertEvaluator(
             self.alert_store,
@@ -176,6 +178,10 @@ class SchedulerJobs:
             return 0
         return self._guard("alertmanager-resend", self.alertmanager.resend, 0)
 
+    def refresh_estate_hours(self) -> int:
+        """Recompute the estate's per-hour summary where jobs changed; returns the hours recomputed."""
+        return self._guard("estate-hours", lambda: self.estate_hours.refresh().hours, 0)
+
     def close(self) -> None:
         self.sender.close()  # every channel, the Alertmanager one included
         self.influx.close()
@@ -198,6 +204,7 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.purge, s.purge_interval, "purge", now),
         (jobs.reconcile, s.reconcile_interval, "reconcile", now),
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
+        (jobs.refresh_estate_hours, settings.reports.hours_interval, "estate-hours", now),
         (jobs.resend_alertmanager, resend, "alertmanager-resend", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]

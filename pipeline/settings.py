@@ -349,6 +349,8 @@ class ReportSettings:
 
     time_zone: str = field(default_factory=lambda: _env("SENDENSE_DISPLAY_TIMEZONE", "UTC"))
     """IANA time zone of the days and hours reports show (the stores keep UTC)."""
+    hours_interval: float = field(default_factory=lambda: _env_float("SENDENSE_ESTATE_HOURS_INTERVAL", 60.0))
+    """Seconds between refreshes of the estate's per-hour summary (reports stay exact meanwhile; 0: never)."""
 
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

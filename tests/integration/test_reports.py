@@ -170,3 +170,29 @@ def test_a_machine_carries_its_week_over_week(agent, viewer, unique):
     week = viewer.get(f"/machines/{vm}").json()["week_over_week"]
     assert week["figures"]["jobs"] == {"now": 1, "before": 0, "change_percent": None}
     assert week["sentences"] == []
+
+
+def test_the_hour_summary_stays_exact_before_and_after_its_refresh_and_as_jobs_change(viewer, engine, unique):
+    from pipeline.reports.store import EstateHoursStore
+
+    start = _window(unique)
+    prefix = f"hours-{unique}"
+    params = {"from": start.isoformat() + "Z", "to": (start + timedelta(days=7)).isoformat() + "Z"}
+    _seed(engine, _jobs(prefix, start))
+    fresh = viewer.get("/reports/estate", params=params).json()
+    store = EstateHoursStore(engine)
+    store.refresh()
+    store.refresh()  # a second refresh: these hours are no longer changed since the watermark
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT SUM(jobs) FROM estate_hours WHERE hour >= :s AND hour < :e"),
+                              {"s": start, "e": start + timedelta(days=7)}).scalar_one()  # fmt: skip
+    assert int(stored) == 12, "the refresh stored this window's hours"
+    read_from_summary = viewer.get("/reports/estate", params=params).json()
+    for name in ("totals", "slowest", "largest", "failure_reasons", "busiest_hour", "week_over_week"):
+        assert read_from_summary[name] == fresh[name], name
+    # A job of the window fails by plain SQL after the refresh: the report sees it at once.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE backup_jobs SET status = 'failed', error_message = 'late' WHERE id = :id"),
+                     {"id": f"{prefix}-1"})  # fmt: skip
+    changed = viewer.get("/reports/estate", params=params).json()["totals"]
+    assert (changed["completed"], changed["failed"]) == (7, 4)
