@@ -88,9 +88,7 @@ def main() -> int:
         again = EstateHoursStore(engine).refresh()
         refresh_again = time.perf_counter() - t
         engine.dispose()
-        c.log(
-            f"estate_hours: first refresh {first.hours:,} hours in {refresh_first:.1f} s, then {again.hours} in {refresh_again:.2f} s"
-        )
+        c.log(f"estate_hours: first refresh {first.hours:,} hours in {refresh_first:.1f} s, then {again.hours}")
         base = f"{stack.api_url}/api/v1"
         headers = {"Authorization": f"Bearer {stack.viewer_token}"}
         try:
