@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +33,8 @@ class SeededAlerts:
     info_vm: str
     resolved_vm: str
     ids: dict[str, int]  # vm name (or "pipeline") → alert id
+    evaluate: Callable[[], object]  # one run of the evaluator, as the scheduler does it
+    succeed: Callable[[str], str]  # a completed job of that machine, ended just now
 
     @property
     def machines(self) -> list[str]:
@@ -91,6 +93,10 @@ def seed_alerts(api: str, stack: DevStack, engine, settings) -> Iterator[SeededA
             ids[vm] = found[0]["id"]
         pipeline = agent.get("/alerts", params={"rule": "pipeline_unhealthy", "state": "firing"}).json()["alerts"]
         ids["pipeline"] = next(a["id"] for a in pipeline if a["details"].get("component") == "commit_queue")
-        yield SeededAlerts(suffix, crit, warn, info, gone, ids)
+
+        def succeed(vm: str) -> str:
+            return _run(agent, vm, "completed", timedelta())
+
+        yield SeededAlerts(suffix, crit, warn, info, gone, ids, evaluator.run_once, succeed)
         heartbeats.beat(HEARTBEAT)
         evaluator.run_once()

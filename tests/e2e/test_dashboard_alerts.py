@@ -289,3 +289,20 @@ def test_the_machines_table_shows_each_machines_firing_alerts(page: Page, dashbo
     header = page.get_by_role("button", name="Alerts", exact=True)
     expect(header).to_be_disabled()
     page.screenshot(path=SCREENSHOTS / "machines-alert-column.png")
+
+
+def test_the_panel_and_the_machines_column_follow_a_resolve_without_a_reload(
+    page: Page, dashboard: str, alerts: SeededAlerts
+):
+    page.goto(dashboard)
+    page.locator("input.bk-input").fill(alerts.suffix)
+    cell = page.locator(".sendense-machines .slick-row", has_text=alerts.warning_vm).locator(".slick-cell").nth(1)
+    expect(cell).to_have_text("1 warn")
+    row = _panel_row(page, alerts.ids[alerts.warning_vm], alerts.warning_vm)
+    expect(row).to_contain_text("firing")
+    # A success clears the RPO alert at the next evaluation; the page sees it at its next re-read (every 5 s).
+    alerts.succeed(alerts.warning_vm)
+    alerts.evaluate()
+    expect(cell).to_have_text("", timeout=15_000)
+    _filter(page, "Resolved")
+    expect(_panel_row(page, alerts.ids[alerts.warning_vm], alerts.warning_vm)).to_contain_text("resolved")
