@@ -294,16 +294,19 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(_settings: Settings, args: argparse.Namespace) -> int:
-    """Print `name:hash` for SENDENSE_DASHBOARD_USERS; the password is read from stdin or prompted for."""
+    """Print `name:role:hash` for SENDENSE_DASHBOARD_USERS; the password is read from stdin or prompted for."""
     import getpass
 
-    from dashboards.auth import hash_password
+    from dashboards.auth import hash_password, is_valid_name
 
+    if not is_valid_name(args.user):
+        log.error("a user name is 1-255 characters without ':', ',' or control characters")
+        return 2
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
     if len(password) < 8:
         log.error("a password of at least 8 characters, please")
         return 2
-    print(f"{args.user}:{hash_password(password)}")
+    print(f"{args.user}:{args.role}:{hash_password(password)}")
     return 0
 
 
@@ -341,10 +344,16 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     logs = _state_dir(settings) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    def spawn(name: str, *extra: str) -> None:
+    def spawn(name: str, *extra: str, env: dict[str, str] | None = None) -> None:
         out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
         # Own sessions: Ctrl-C reaches only this supervisor, which stops the children in order.
-        proc = subprocess.Popen([*exe, *extra], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*exe, *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
+        )
         children.append((name, proc))
 
     processes = max(1, args.api_processes)
@@ -377,7 +386,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from dashboards import AVAILABLE as dashboard_available
 
     if dashboard_available:
-        spawn("dashboard", "dashboard")
+        # The dashboard reads with the first viewer token and acts for its logged-in operators with the
+        # first operator token, unless it was given its own.
+        dash_env = {}
+        if not settings.dashboard.token and settings.api.viewer_tokens:
+            dash_env["SENDENSE_DASHBOARD_TOKEN"] = settings.api.viewer_tokens[0]
+        if not settings.dashboard.operator_token and settings.api.operator_tokens:
+            dash_env["SENDENSE_DASHBOARD_OPERATOR_TOKEN"] = settings.api.operator_tokens[0]
+        spawn("dashboard", "dashboard", env=dash_env)
     leave = ["--leave-pending", f"{SCENARIO_PREFIX}-"]
     spawn("simulator", "simulate", "--jobs", "0", "--concurrency", str(args.concurrency), *leave)
     if not args.no_scenarios:
@@ -390,6 +406,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  Readiness      {api}/api/v1/health/ready")
     if dashboard_available:
         print(f"  Dashboard      http://127.0.0.1:{settings.dashboard.port}/")
+        if not any(entry.split(":")[1:2] == ["operator"] for entry in settings.dashboard.users):
+            print("                 read-only: to acknowledge and silence from it, add an operator login")
+            print("                 (sendense hash-password NAME --role operator; docs/dashboard.md)")
     print(f"  InfluxDB       {settings.influx.url}  (database {settings.influx.database})")
     if settings.alerts.alertmanager_url:
         print(f"  Alertmanager   {settings.alerts.alertmanager_url}  (docs/alerts.md)")
@@ -496,8 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--port", type=int)
     dash.add_argument("--host", help="address to listen on (default SENDENSE_DASHBOARD_HOST, 127.0.0.1)")
     dash.set_defaults(func=cmd_dashboard)
-    hasher = sub.add_parser("hash-password", help="hash an operator's password for SENDENSE_DASHBOARD_USERS")
-    hasher.add_argument("user", help="the operator's user name")
+    hasher = sub.add_parser("hash-password", help="hash a dashboard user's password for SENDENSE_DASHBOARD_USERS")
+    hasher.add_argument("user", help="the user's name (shown as who acknowledged or silenced)")
+    hasher.add_argument(
+        "--role",
+        choices=("viewer", "operator"),
+        default="viewer",
+        help="viewer (reads; the default) or operator (also acknowledges and silences alerts)",
+    )
     hasher.set_defaults(func=cmd_hash_password)
     demo = sub.add_parser("demo", help="migrate, then run API, scheduler, dashboard and simulator")
     demo.add_argument("--concurrency", type=int, default=6)

@@ -224,13 +224,16 @@ class DashboardSettings:
     api_url: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_API_URL", "http://127.0.0.1:8082"))
     """Where the dashboard finds the API."""
     token: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_TOKEN", ""))
-    """Viewer token the dashboard sends to the API."""
+    """Viewer token the dashboard reads the API with."""
+    operator_token: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_OPERATOR_TOKEN", ""))
+    """Operator token sent only with the acknowledgements and silences of logged-in operators (empty: none)."""
     host: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_HOST", "127.0.0.1"))
     """Address the dashboard listens on; anything but loopback requires SENDENSE_DASHBOARD_USERS."""
     origins: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DASHBOARD_ORIGINS"))
     """Extra host[:port] values browsers may open the dashboard's websocket from (e.g. behind nginx)."""
     users: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DASHBOARD_USERS"))
-    """Operators who may log in: `name:hash` pairs, hashes made by `sendense hash-password`."""
+    """Who may log in: `name:role:hash` (role viewer or operator; `name:hash` is a viewer), from
+    `sendense hash-password NAME --role ROLE`."""
     cookie_secret: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_COOKIE_SECRET", ""))
     """Key signing the login cookie (empty: a new one at each start, which logs everyone out)."""
     secure_cookies: bool = field(

@@ -32,6 +32,7 @@ __all__ = [
     "phase_bands",
     "phase_color",
     "rpo_text",
+    "short_age",
     "speed_columns",
     "stream_tail",
     "trend_columns",
@@ -211,11 +212,11 @@ def rpo_text(rpo: dict | None) -> tuple[str, str]:
         return "", ""
     status = "out of RPO" if rpo.get("out_of_rpo") else "within RPO"
     age = rpo.get("age_seconds")
-    objective = _short(rpo.get("rpo_seconds"))
-    return status, f"{'never' if age is None else _short(age)} / {objective}"
+    objective = short_age(rpo.get("rpo_seconds"))
+    return status, f"{'never' if age is None else short_age(age)} / {objective}"
 
 
-def _short(seconds: float | None) -> str:
+def short_age(seconds: float | None) -> str:
     """A compact age: "45m", "31h 10m", "3d 4h"."""
     if seconds is None:
         return "—"

@@ -1,11 +1,19 @@
-"""Dialog tab Summary: VM info, KPI cards and the backup history table."""
+"""Dialog tab Summary: VM info, KPI cards, the machine's alerts and the backup history table."""
 
 from __future__ import annotations
 
 from html import escape
 
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, NumberFormatter, TableColumn
+from bokeh.models import (
+    ColumnDataSource,
+    DataTable,
+    Div,
+    HTMLTemplateFormatter,
+    NumberFormatter,
+    TableColumn,
+    UIElement,
+)
 
 from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns, rpo_text
 from dashboards.app.views.common import cards_html, replace_rows
@@ -17,9 +25,9 @@ _FLAGS_TEMPLATE = '<span title="<%- flag_sentences %>"><%- value %></span>'
 
 
 class SummaryView:
-    """Fills itself from one GET /machines/{vm_name} answer."""
+    """Fills itself from one GET /machines/{vm_name} answer; `alerts` (the machine's alerts) goes under the KPIs."""
 
-    def __init__(self) -> None:
+    def __init__(self, alerts: UIElement) -> None:
         self.source = ColumnDataSource(history_columns([]), name="history-source")
         self.info = Div(text="", name="vm-info", sizing_mode="stretch_width")
         self.kpis = Div(text="", name="summary-kpis", sizing_mode="stretch_width")
@@ -45,9 +53,10 @@ class SummaryView:
             width=955 + 18,  # the columns, and room for the vertical scroll bar
             height=260,
             index_position=None,
+            css_classes=["sendense-history"],
             name="history-table",
         )
-        self.layout = column(self.info, self.kpis, Div(text="<b>Backup history</b>"), self.table)
+        self.layout = column(self.info, self.kpis, alerts, Div(text="<b>Backup history</b>"), self.table)
 
     def update(self, machine: dict) -> None:
         info = machine.get("machine") or {}
