@@ -22,6 +22,7 @@ from api.routes.alerts import AlertController
 from api.routes.backups import BackupController
 from api.routes.health import HealthController
 from api.routes.machines import MachineController
+from api.routes.reports import ReportController
 from api.routes.silences import SilenceController
 from api.routes.telemetry import TelemetryController
 from pipeline.alerts.heartbeats import HeartbeatStore
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BackupController,
             TelemetryController,
             MachineController,
+            ReportController,
             AlertController,
             SilenceController,
             AlertRuleController,

@@ -32,6 +32,7 @@ from litestar.typing import FieldDefinition
 
 from api.errors import decode_strict
 from api.schemas import CONTRACT_TYPES, Error
+from pipeline.alerts.delivery.webhook import ATTEMPT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER
 
 __all__ = ["StrictBody", "errors", "openapi_config", "strict_union_body", "use_msgspec_schemas"]
 
@@ -174,8 +175,6 @@ def use_msgspec_schemas(app: Litestar) -> None:
 
 
 _WEBHOOK_BODY = "#/components/schemas/WebhookNotification"
-SIGNATURE_HEADER = "X-Sendense-Signature"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def _webhook() -> PathItem:
@@ -189,9 +188,10 @@ def _webhook() -> PathItem:
             description=(
                 "POSTed to `SENDENSE_ALERT_WEBHOOK_URL` once per transition (fired, resolved, escalated), "
                 "from the outbox written with the alert's change: retried with back-off after a timeout "
-                "(`SENDENSE_ALERT_WEBHOOK_TIMEOUT`), a 5xx, 408 or 429 (so a receiver may see one notification "
-                "again: it drops a repeat by `idempotency_key`), given up only on another 4xx (recorded as "
-                "refused in the alert's deliveries)."
+                "(`SENDENSE_ALERT_WEBHOOK_TIMEOUT`), a connection error, a 3xx, 5xx, 408 or 429 (so a receiver "
+                "may see one notification again: it drops a repeat by `idempotency_key`), given up only on "
+                "another 4xx (recorded as refused in the alert's deliveries). The body is the same bytes on "
+                "every attempt (docs/alerts.md)."
             ),
             security=[],
             parameters=[
@@ -201,8 +201,8 @@ def _webhook() -> PathItem:
                     required=False,
                     schema=text,
                     description=(
-                        "HMAC-SHA256 of the raw body with `SENDENSE_ALERT_WEBHOOK_SECRET` (sent when a secret "
-                        "is set): the receiver computes it again and compares in constant time."
+                        "`sha256=` and the hex HMAC-SHA256 of the raw body with `SENDENSE_ALERT_WEBHOOK_SECRET` "
+                        "(sent when a secret is set): the receiver computes it again and compares in constant time."
                     ),
                 ),
                 Parameter(
@@ -211,6 +211,13 @@ def _webhook() -> PathItem:
                     required=True,
                     schema=text,
                     description="The body's `idempotency_key`, for receivers that de-duplicate by header.",
+                ),
+                Parameter(
+                    name=ATTEMPT_HEADER,
+                    param_in="header",  # type: ignore[arg-type]
+                    required=True,
+                    schema=text,
+                    description="1 on the first delivery of this notification, then 2, 3 ... (not signed).",
                 ),
             ],
             request_body=RequestBody(
@@ -224,7 +231,11 @@ def _webhook() -> PathItem:
                 ),
                 "5XX": OpenAPIResponse(
                     description="Retried after 5 s, 10 s, 20 s ... (at most `SENDENSE_ALERT_RETRY_MAX`).",
-                    headers={"Retry-After": OpenAPIHeader(schema=text, description="Not read: back-off applies.")},
+                    headers={
+                        "Retry-After": OpenAPIHeader(
+                            schema=text, description="Seconds: waited at least, up to `SENDENSE_ALERT_RETRY_MAX`."
+                        )
+                    },
                 ),
             },
         )

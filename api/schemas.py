@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from api.alert_schemas import ALERT_CONTRACT_TYPES
+from api.report_schemas import REPORT_CONTRACT_TYPES, WeekOverWeek
 from pipeline.ingest.models import BatchBody, CreateBackup, MachineSpec, Name, TelemetryUpdate
 from pipeline.jobs.vocabulary import BackupType, JobStatus, JobType
 from pipeline.rollup.metrics import DiskSummary
@@ -392,6 +393,8 @@ class MachineDetails(Struct):
     trend: list[TrendPoint]
     anomalies: list[FlaggedRun]
     backups: list[BackupJob]
+    week_over_week: WeekOverWeek
+    """The last 7 days against the 7 before: jobs, success rate, average duration, size and speed."""
 
 
 class RpoBody(Struct, forbid_unknown_fields=True):
@@ -523,6 +526,7 @@ CONTRACT_TYPES: tuple[Any, ...] = (
     RegisteredMachine,
     RegisterMachine,
     *ALERT_CONTRACT_TYPES,
+    *REPORT_CONTRACT_TYPES,
 )
 """Every body of the contract: their component schemas in the OpenAPI document are msgspec's own."""
 

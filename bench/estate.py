@@ -51,7 +51,7 @@ ORDER BY j.created_at DESC, j.id DESC
 _DIGITS = "WITH RECURSIVE d AS (SELECT 0 AS i UNION ALL SELECT i + 1 FROM d WHERE i < 999) "
 
 
-def load(prefix: str, machines: int, per_machine: int, *, fill_machines: bool = True) -> None:
+def load(prefix: str, machines: int, per_machine: int, *, fill_machines: bool = True, spacing: int = 63) -> None:
     """Insert the jobs by plain SQL; then, unless told not to, fill the machines' counters as migration 0003 does."""
     jobs = machines * per_machine
     # One statement inserting a million rows takes minutes: past the pipeline's 30 s statement timeout.
@@ -71,10 +71,10 @@ def load(prefix: str, machines: int, per_machine: int, *, fill_machines: bool = 
                 "(k MOD 97 + 1) * 1073741824, (k MOD 97 + 1) * 1073741824, 200 * 1048576, "
                 "t + INTERVAL 3601 SECOND, t + INTERVAL 3601 SECOND "
                 "FROM (SELECT a.i * 1000 + b.i AS k, "
-                "UTC_TIMESTAMP(6) - INTERVAL (:jobs - (a.i * 1000 + b.i)) * 63 SECOND AS t "
+                "UTC_TIMESTAMP(6) - INTERVAL (:jobs - (a.i * 1000 + b.i)) * :spacing SECOND AS t "
                 "FROM d AS a CROSS JOIN d AS b WHERE a.i * 1000 + b.i < :jobs) AS s"
             ),
-            {"prefix": prefix, "machines": machines, "jobs": jobs},
+            {"prefix": prefix, "machines": machines, "jobs": jobs, "spacing": spacing},
         )
         c.log(f"{jobs:,} jobs inserted in {time.perf_counter() - t:.0f} s")
         if not fill_machines:

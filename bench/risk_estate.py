@@ -6,7 +6,7 @@ What it measures
       * the reads the risk adds: the last 10 finished runs of every machine (recent_runs, 200 machines a
         query, as a reconcile batch reads them);
       * `sendense reconcile --all`'s work (SummaryReconciler.run("all")): it finds no counter to correct
-        and assesses every machine's failure risk (their columns start NULL, as after migration 0008):
+        and assesses every machine's failure risk (their columns start NULL, as after migration 0010):
         seconds in all and per machine; then again, when every machine was assessed since its last job
         and a full run skips it (what the daily run costs when rollups keep the risk);
       * `JobStore.assess_risk` of one machine, 200 times: what each rollup of a backup now adds;

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 import signal
@@ -10,9 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dashboards.auth import DashboardLogin
     from pipeline.settings import Settings
 
-__all__ = ["APP_DIR", "AVAILABLE", "current_settings", "serve"]
+__all__ = ["APP_DIR", "AVAILABLE", "current_login", "current_settings", "serve"]
 
 AVAILABLE = True
 APP_DIR = Path(__file__).resolve().parent / "app"
@@ -22,6 +25,12 @@ log = logging.getLogger("sendense.dashboard")
 # Set by serve() so that app_hooks sees the settings the console script parsed; `bokeh serve dashboards/app`
 # leaves it unset and the hooks load the settings from the environment instead.
 _settings: Settings | None = None
+_login: DashboardLogin | None = None
+
+
+def current_login() -> DashboardLogin | None:
+    """The login serve() set up (None: no users configured, or the app not started by serve())."""
+    return _login
 
 
 def current_settings() -> Settings:
@@ -36,15 +45,15 @@ def current_settings() -> Settings:
 def serve(settings: Settings, port: int | None = None, host: str | None = None) -> int:
     """Run the Bokeh server on `host`:`port` (defaults from settings) until SIGINT/SIGTERM.
 
-    With operators configured (SENDENSE_DASHBOARD_USERS) every page needs a login; without, the
-    dashboard refuses to listen on anything but loopback.
+    With users configured (SENDENSE_DASHBOARD_USERS) every page needs a login; without, the dashboard
+    refuses to listen on anything but loopback, and nobody can acknowledge or silence from it.
     """
-    global _settings
+    global _settings, _login
     from bokeh.application import Application
     from bokeh.application.handlers import DirectoryHandler
     from bokeh.server.server import Server
 
-    from dashboards.auth import OperatorAuth, parse_users
+    from dashboards.auth import COOKIE, DashboardLogin, parse_users
     from pipeline.settings import is_loopback
 
     _settings = settings
@@ -58,8 +67,8 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
         return 2
     if not users and not is_loopback(host):
         log.error(
-            "refusing to serve the dashboard on %s without a login: set SENDENSE_DASHBOARD_USERS (name:hash, "
-            "hashes from `sendense hash-password`), or listen on 127.0.0.1",
+            "refusing to serve the dashboard on %s without a login: set SENDENSE_DASHBOARD_USERS (name:role:hash, "
+            "from `sendense hash-password NAME --role viewer|operator`), or listen on 127.0.0.1",
             host,
         )
         return 2
@@ -69,11 +78,28 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
         if not secret:
             secret = secrets.token_urlsafe(32)
             log.warning("SENDENSE_DASHBOARD_COOKIE_SECRET is empty: logins last until this process stops")
+        _login = DashboardLogin(users, secret, secure_cookies=dash.secure_cookies)
         login = {
-            "auth_provider": OperatorAuth(users, secure_cookies=dash.secure_cookies),
+            "auth_provider": _login,
             "cookie_secret": secret,
             "xsrf_cookies": True,
+            # A session's user rides in its token (app_hooks.process_request): signed, so that no browser
+            # can make up a token naming someone else. The login cookie stays out of the token, which the
+            # page holds where scripts can read it (the cookie itself is HttpOnly).
+            "sign_sessions": True,
+            "secret_key": hmac.new(secret.encode(), b"sendense bokeh session tokens", hashlib.sha256).digest(),
+            "exclude_cookies": [COOKIE],
+            "exclude_headers": ["Cookie"],
         }
+        operators = sum(1 for account in users.values() if account.role == "operator")
+        if operators and not dash.operator_token:
+            log.warning(
+                "SENDENSE_DASHBOARD_OPERATOR_TOKEN is empty: the %d operator(s) can read but not acknowledge or "
+                "silence alerts from the dashboard",
+                operators,
+            )
+    elif dash.operator_token:
+        log.info("SENDENSE_DASHBOARD_OPERATOR_TOKEN is unused: only logged-in operators act, and no users are set")
     # The browser's Origin must be listed, or Bokeh refuses the websocket the page runs on.
     origins = [f"localhost:{port}", f"127.0.0.1:{port}", f"{host}:{port}", *dash.origins]
     application = Application(DirectoryHandler(filename=str(APP_DIR)))
@@ -99,7 +125,7 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
         host,
         port,
         dash.api_url,
-        f"login required, {len(users)} operator(s)" if users else "no login: loopback only",
+        f"login required, {len(users)} user(s)" if users else "no login: loopback only, read-only",
     )
     if not dash.token:
         log.warning("SENDENSE_DASHBOARD_TOKEN is empty: the API will refuse the dashboard's requests")

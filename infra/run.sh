@@ -20,8 +20,10 @@ elif ! grep -q '^SENDENSE_OPERATOR_TOKENS=' "$tokens"; then
   log "added an operator token to $tokens"
 fi
 set -a; source "$tokens"; set +a
+# The dashboard reads with a viewer token; logged-in operators' acknowledgements and silences go with an operator token.
 : "${SENDENSE_DASHBOARD_TOKEN:=${SENDENSE_VIEWER_TOKENS%%,*}}"
-export SENDENSE_DASHBOARD_TOKEN SENDENSE_STATE_DIR=$STATE_DIR
+: "${SENDENSE_DASHBOARD_OPERATOR_TOKEN:=${SENDENSE_OPERATOR_TOKENS%%,*}}"
+export SENDENSE_DASHBOARD_TOKEN SENDENSE_DASHBOARD_OPERATOR_TOKEN SENDENSE_STATE_DIR=$STATE_DIR
 export SENDENSE_INFLUX_URL=${SENDENSE_INFLUX_URL:-http://127.0.0.1:$INFLUX_PORT}
 export SENDENSE_MYSQL_URL=${SENDENSE_MYSQL_URL:-mysql+pymysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MYSQL_PORT/$MYSQL_DATABASE?charset=utf8mb4}
 bash "$INFRA_DIR/influxdb.sh" start

@@ -119,11 +119,25 @@ class SchedulerMetrics:
             "Jobs changed outside the job store since the last reconcile (not reconciled yet)",
             registry=r,
         )
+        self.deliveries = Counter(
+            "sendense_alert_deliveries",
+            "Alert notifications handed to a channel, by channel and result: sent, retried (failed, tried again "
+            "later) or refused (a 4xx: recorded, not retried)",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.delivery_wait = Histogram(
+            "sendense_alert_delivery_wait_seconds", "From a notification's enqueueing to its receiver's acceptance",
+            ["channel"], registry=r, buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+        )  # fmt: skip
+        self.outbox_pending = Gauge(
+            "sendense_alert_notifications_pending", "Notifications in the outbox not delivered yet", registry=r
+        )
         self._last_run: dict[str, float] = {}
         self.last_run_age = Gauge(
             "sendense_scheduler_last_run_age_seconds", "Seconds since each job last ran to its end", ["job"], registry=r
         )
-        for job in ("rollup", "purge", "reaper", "reconcile", "alerts", "notify"):
+        for job in ("rollup", "purge", "reaper", "reconcile", "alerts", "notify", "estate-hours"):
             self.watch(job)
 
     def watch(self, job: str) -> None:
@@ -133,6 +147,12 @@ class SchedulerMetrics:
     def _age(self, job: str) -> Callable[[], float]:
         started = time.time()
         return lambda: time.time() - self._last_run.get(job, started)
+
+    def delivered(self, channel: str, result: str, waited: float | None) -> None:
+        """One notification's delivery attempt (OutboxSender's observer)."""
+        self.deliveries.labels(channel, result).inc()
+        if waited is not None:
+            self.delivery_wait.labels(channel).observe(max(0.0, waited))
 
     def ran(self, job: str, result: str) -> None:
         self._last_run[job] = time.time()

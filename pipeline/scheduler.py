@@ -1,13 +1,17 @@
-"""build_scheduler(settings): the rollup, purge, reaper, reconcile and alert jobs in one APScheduler process."""
+"""build_scheduler(settings): rollup, purge, reaper, reconcile, alert and notify jobs in one APScheduler process."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from pipeline.alerts.delivery.alertmanager import AlertmanagerChannel
+from pipeline.alerts.delivery.channel import OneAtATime, RetryPolicy
+from pipeline.alerts.delivery.channels import build_channels
+from pipeline.alerts.delivery.sender import OutboxSender, SendRun
 from pipeline.alerts.evaluator import AlertEvaluator, EvaluationRun
 from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
@@ -18,6 +22,7 @@ from pipeline.outages import describe_outage, is_outage
 from pipeline.read.jobs import rollup_backlog
 from pipeline.reconcile.store import DriftState, SummaryReconciler
 from pipeline.reconcile.vocabulary import ReconcileMode
+from pipeline.reports.store import EstateHoursStore
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
 from pipeline.rollup.reader import TelemetryReader
@@ -43,6 +48,7 @@ class SchedulerJobs:
         self.store = JobStore(self.engine)
         self.influx = SyncInflux(settings.influx)
         self.purger = TelemetryPurger(self.store, self.influx, settings.influx.summary_rp)
+        self.estate_hours = EstateHoursStore(self.engine)
         self.alert_store = AlertStore(self.engine)
         self.evaluator = AlertEvaluator(
             self.alert_store,
@@ -55,6 +61,19 @@ class SchedulerJobs:
         if settings.alerts.alertmanager_url:
             self.alertmanager = AlertmanagerChannel(settings.alerts, self.engine)
             self.metrics.watch("alertmanager-resend")
+        a = settings.alerts
+        # The Alertmanager channel is the re-post job's too: one instance, one HTTP client.
+        prebuilt = {"alertmanager": OneAtATime(self.alertmanager)} if self.alertmanager is not None else {}
+        self.sender = OutboxSender(
+            self.alert_store,
+            build_channels(a, prebuilt=prebuilt),
+            RetryPolicy(a.retry_base, a.retry_max),
+            # A run ends before the next one is due, so APScheduler never has to skip one.
+            budget=max(0.1, 0.8 * a.deliver_interval),
+            observe=self.metrics.delivered,
+        )
+        self.delivering: set[str] = set()
+        self.wake_senders: Callable[[], None] | None = None
         self.reconciler = SummaryReconciler(
             self.engine,
             self.store,
@@ -133,7 +152,25 @@ class SchedulerJobs:
 
     def evaluate_alerts(self) -> EvaluationRun:
         """Every alert rule, once, if no other scheduler is evaluating; changes and notifications committed together."""
-        return self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+        run = self._guard("alerts", self.evaluator.run_once, EvaluationRun())
+        if run.notifications and self.wake_senders is not None:
+            self.wake_senders()  # what was just enqueued goes now, not at the senders' next tick
+        return run
+
+    def notify(self, channel: str) -> SendRun:
+        """Deliver the notifications due on `channel` (each channel is a job of its own: a slow receiver
+        holds up only its own deliveries)."""
+
+        def run() -> SendRun:
+            self.delivering.add(channel)
+            try:
+                sent = self.sender.run_once(channel)
+            finally:
+                self.delivering.discard(channel)
+            self.metrics.outbox_pending.set(self.alert_store.pending_notifications())
+            return sent
+
+        return self._guard("notify", run, SendRun(channel))
 
     def resend_alertmanager(self) -> int:
         """Post the firing alerts to Alertmanager again before they expire there; returns how many."""
@@ -141,9 +178,12 @@ class SchedulerJobs:
             return 0
         return self._guard("alertmanager-resend", self.alertmanager.resend, 0)
 
+    def refresh_estate_hours(self) -> int:
+        """Recompute the estate's per-hour summary where jobs changed; returns the hours recomputed."""
+        return self._guard("estate-hours", lambda: self.estate_hours.refresh().hours, 0)
+
     def close(self) -> None:
-        if self.alertmanager is not None:
-            self.alertmanager.close()
+        self.sender.close()  # every channel, the Alertmanager one included
         self.influx.close()
         self.engine.dispose()
 
@@ -164,9 +204,12 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.purge, s.purge_interval, "purge", now),
         (jobs.reconcile, s.reconcile_interval, "reconcile", now),
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
+        (jobs.refresh_estate_hours, settings.reports.hours_interval, "estate-hours", now),
         (jobs.resend_alertmanager, resend, "alertmanager-resend", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
+    for channel in jobs.sender.channels:
+        runs.append((lambda c=channel: jobs.notify(c), settings.alerts.deliver_interval, f"notify-{channel}", now))
     for func, seconds, name, first in runs:
         if seconds <= 0:
             continue
@@ -180,4 +223,11 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
             max_instances=1,
             coalesce=True,
         )
+
+    def wake_senders() -> None:
+        # A sender still running will claim the new rows itself; waking it would only make APScheduler skip.
+        for channel in set(jobs.sender.channels) - jobs.delivering:
+            scheduler.modify_job(f"notify-{channel}", next_run_time=datetime.now(UTC))
+
+    jobs.wake_senders = wake_senders if settings.alerts.deliver_interval > 0 else None
     return scheduler, jobs

@@ -13,6 +13,7 @@ __all__ = [
     "IngestSettings",
     "InfluxSettings",
     "MySQLSettings",
+    "ReportSettings",
     "RuntimeSettings",
     "SchedulerSettings",
     "Settings",
@@ -223,13 +224,16 @@ class DashboardSettings:
     api_url: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_API_URL", "http://127.0.0.1:8082"))
     """Where the dashboard finds the API."""
     token: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_TOKEN", ""))
-    """Viewer token the dashboard sends to the API."""
+    """Viewer token the dashboard reads the API with."""
+    operator_token: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_OPERATOR_TOKEN", ""))
+    """Operator token sent only with the acknowledgements and silences of logged-in operators (empty: none)."""
     host: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_HOST", "127.0.0.1"))
     """Address the dashboard listens on; anything but loopback requires SENDENSE_DASHBOARD_USERS."""
     origins: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DASHBOARD_ORIGINS"))
     """Extra host[:port] values browsers may open the dashboard's websocket from (e.g. behind nginx)."""
     users: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DASHBOARD_USERS"))
-    """Operators who may log in: `name:hash` pairs, hashes made by `sendense hash-password`."""
+    """Who may log in: `name:role:hash` (role viewer or operator; `name:hash` is a viewer), from
+    `sendense hash-password NAME --role ROLE`."""
     cookie_secret: str = field(default_factory=lambda: _env("SENDENSE_DASHBOARD_COOKIE_SECRET", ""))
     """Key signing the login cookie (empty: a new one at each start, which logs everyone out)."""
     secure_cookies: bool = field(
@@ -306,6 +310,8 @@ class AlertSettings:
     """From address of notifications and reports."""
     smtp_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_SMTP_TIMEOUT", 10.0))
     """Seconds an SMTP conversation may take."""
+    smtp_ca_file: str = field(default_factory=lambda: _env("SENDENSE_SMTP_CA_FILE", ""))
+    """CA bundle (PEM) that verifies the SMTP server's certificate after STARTTLS (empty: the system's CAs)."""
     email_to: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_ALERT_EMAIL_TO"))
     """Recipients of alert e-mails (comma-separated)."""
     email_min_severity: str = field(default_factory=lambda: _env("SENDENSE_ALERT_EMAIL_MIN_SEVERITY", "warning"))
@@ -341,6 +347,33 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """Reports and estate views."""
+
+    time_zone: str = field(default_factory=lambda: _env("SENDENSE_DISPLAY_TIMEZONE", "UTC"))
+    """IANA time zone of the days and hours reports show (the stores keep UTC)."""
+    hours_interval: float = field(default_factory=lambda: _env_float("SENDENSE_ESTATE_HOURS_INTERVAL", 60.0))
+    """Seconds between refreshes of the estate's per-hour summary (reports stay exact meanwhile; 0: never)."""
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"environment variable SENDENSE_DISPLAY_TIMEZONE={self.time_zone!r} is not a time zone "
+                "(an IANA name such as Europe/Berlin)"
+            ) from None
+
+    @property
+    def zone(self):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
 class RuntimeSettings:
     """Where the processes keep their files, and how much they say."""
 
@@ -365,6 +398,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 

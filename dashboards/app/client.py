@@ -1,4 +1,7 @@
-"""The dashboard's only way to data: the HTTP API, with a viewer token, errors turned into readable text."""
+"""The dashboard's only way to data: the HTTP API, read with a viewer token, errors turned into readable text.
+
+Acknowledgements and silences (a logged-in operator's) are the only writes, sent with the operator token.
+"""
 
 from __future__ import annotations
 
@@ -21,26 +24,48 @@ class DashboardApi:
     runs every session on one event loop, and a blocking call there froze them all.
     """
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, token: str, *, operator_token: str = "", timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.AsyncClient(base_url=f"{self.base_url}/api/v1", headers=headers, timeout=timeout)
+        self._operator = {"Authorization": f"Bearer {operator_token}"} if operator_token else None
+
+    @property
+    def can_write(self) -> bool:
+        """Whether an operator token is configured (SENDENSE_DASHBOARD_OPERATOR_TOKEN)."""
+        return self._operator is not None
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return await self._call("GET", path, params=params)
+
+    async def _write(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        if self._operator is None:
+            raise ApiError("The dashboard has no operator token: set SENDENSE_DASHBOARD_OPERATOR_TOKEN.")
+        return await self._call(method, path, json=body, headers=self._operator)
+
+    async def _call(self, method: str, path: str, **request: Any) -> Any:
+        write = "headers" in request  # only writes carry their own (the operator's) token
         try:
-            response = await self._client.get(path, params=params)
+            response = await self._client.request(method, path, **request)
         except httpx.HTTPError as exc:
             raise ApiError(
                 f"The API at {self.base_url} did not answer ({type(exc).__name__}); is `sendense api` running?"
             ) from exc
+        if response.status_code in (401, 403) and write:
+            raise ApiError(
+                f"The API at {self.base_url} refused the dashboard's operator token (HTTP {response.status_code}); "
+                "set SENDENSE_DASHBOARD_OPERATOR_TOKEN to one of the API's operator tokens (SENDENSE_OPERATOR_TOKENS)."
+            )
         if response.status_code in (401, 403):
             raise ApiError(
                 f"The API at {self.base_url} refused the dashboard's token (HTTP {response.status_code}); "
                 "set SENDENSE_DASHBOARD_TOKEN to one of the API's viewer tokens."
             )
+        if response.status_code == 400 and write:
+            raise ApiError(f"The API refused it: {_detail(response)}")
         if response.status_code == 404:
             raise ApiError(_detail(response) or f"Not found: {path}")
         if response.status_code >= 400:
@@ -70,6 +95,31 @@ class DashboardApi:
     async def disk_history(self, job_id: str) -> dict:
         """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks)."""
         return await self._get(f"/telemetry/history/{quote(job_id, safe='')}/disks")
+
+    async def alerts(
+        self,
+        *,
+        state: str | None = None,
+        severity: str | None = None,
+        vm_name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict:
+        """A page of alerts, firing first, then critical, warning, info (GET /alerts):
+        {"alerts": [...], "total": n, "firing": {"critical": n, "warning": n, "info": n}}."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        for name, value in (("state", state), ("severity", severity), ("vm_name", vm_name)):
+            if value:
+                params[name] = value
+        return await self._get("/alerts", params)
+
+    async def acknowledge(self, alert_id: int, by: str, comment: str) -> dict:
+        """Acknowledge an alert in `by`'s name (POST /alerts/{id}/acknowledge, operator token): the alert."""
+        return await self._write("POST", f"/alerts/{int(alert_id)}/acknowledge", {"by": by, "comment": comment})
+
+    async def silence(self, body: dict[str, Any]) -> dict:
+        """Silence a machine and/or a rule (POST /silences, operator token): the silence."""
+        return await self._write("POST", "/silences", body)
 
 
 def _detail(response: httpx.Response) -> str:

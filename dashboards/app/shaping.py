@@ -33,6 +33,7 @@ __all__ = [
     "phase_color",
     "risk_text",
     "rpo_text",
+    "short_age",
     "speed_columns",
     "stream_tail",
     "trend_columns",
@@ -212,20 +213,21 @@ def rpo_text(rpo: dict | None) -> tuple[str, str]:
         return "", ""
     status = "out of RPO" if rpo.get("out_of_rpo") else "within RPO"
     age = rpo.get("age_seconds")
-    objective = _short(rpo.get("rpo_seconds"))
-    return status, f"{'never' if age is None else _short(age)} / {objective}"
+    objective = short_age(rpo.get("rpo_seconds"))
+    return status, f"{'never' if age is None else short_age(age)} / {objective}"
 
 
-def risk_text(risk: dict | None) -> tuple[str, str]:
-    """(level, score and reasons) of a machine's failure risk, e.g. ("high", "26 %: 3 of the last 10 runs
-    failed; duration grew 40 % over 8 runs"); blanks when the API gave none."""
+def risk_text(risk: dict | None) -> tuple[str, str, str]:
+    """(score, level, tooltip) of a machine's failure risk, e.g. ("26%", "high", "high risk, 26 %: 3 of the
+    last 10 runs failed; duration grew 40 % over 8 runs"); blanks when the API gave none."""
     if not risk or risk.get("score") is None:
-        return "", ""
+        return "", "", ""
+    percent, level = round(100 * float(risk["score"])), str(risk.get("level") or "")
     reasons = "; ".join(risk.get("reasons") or [])
-    return str(risk.get("level") or ""), f"{round(100 * float(risk['score']))} %: {reasons}"
+    return f"{percent}%", level, f"{level} risk, {percent} %: {reasons}"
 
 
-def _short(seconds: float | None) -> str:
+def short_age(seconds: float | None) -> str:
     """A compact age: "45m", "31h 10m", "3d 4h"."""
     if seconds is None:
         return "—"
@@ -259,8 +261,9 @@ def machines_columns(machines: Sequence[dict]) -> dict[str, list]:
         "last_size_mb": [_nan(last.get("bytes_transferred")) / BYTES_PER_MB for last in lasts],
         "success_rate": [_nan(m.get("success_rate")) for m in machines],
         "total_backups": [m.get("total_backups", 0) for m in machines],
-        "risk": [level for level, _ in risks],
-        "risk_reasons": [why for _, why in risks],
+        "risk": [score for score, _, _ in risks],
+        "risk_level": [level for _, level, _ in risks],
+        "risk_tip": [tip for _, _, tip in risks],
     }
 
 

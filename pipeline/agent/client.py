@@ -183,6 +183,11 @@ class TelemetryClient:
         body = {"updates": [dict(update) for update in updates]}
         return self._json(await self._request("POST", "/api/v1/telemetry/batch", json=body))
 
+    async def set_rpo(self, vm_name: str, rpo_seconds: int | None) -> dict[str, Any]:
+        """Set a machine's own recovery-point objective (None: back to the default); an operator's write."""
+        path = f"/api/v1/machines/{_seg(vm_name)}/rpo"
+        return self._json(await self._request("PUT", path, json={"rpo_seconds": rpo_seconds}))
+
     async def history(self, job_id: str) -> dict[str, Any]:
         """A job's history; `data_source` says which: "rolled_up", "live_snapshots" or "none"."""
         return self._json(await self._request("GET", f"/api/v1/telemetry/history/{_seg(job_id)}"))

@@ -49,6 +49,8 @@ class SimulatorConfig:
     pick_up_pending: bool = True
     pending_poll_interval: float = 3.0
     vm_names: list[str] | None = None
+    leave_pending: tuple[str, ...] = ()
+    """Backup-id prefixes of pending jobs not to pick up (the demo's scenarios keep one pending on purpose)."""
 
     def __post_init__(self) -> None:
         if self.jobs < 0 or self.concurrency < 1:
@@ -377,7 +379,7 @@ async def _poll_pending(
         else:
             for raw in reversed(found):  # oldest first: the API lists newest first
                 backup_id = raw.get("backup_id")
-                if backup_id and backup_id not in seen:
+                if backup_id and backup_id not in seen and not backup_id.startswith(config.leave_pending):
                     seen.add(backup_id)
                     queue.put_nowait(raw)
                     say(f"picked up pending job {backup_id} ({raw.get('vm_name')!r})")

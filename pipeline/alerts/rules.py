@@ -42,6 +42,9 @@ def alert_key(rule: str, *parts: str) -> str:
 
 
 def _minutes(seconds: float) -> str:
+    """A duration as a reader says it: 40 s, 12 min, 26.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 

@@ -326,14 +326,25 @@ class AlertStore:
 
     @contextmanager
     def claim_due(self, channel: str, limit: int = 100) -> Iterator[OutboxClaim]:
-        """Due notifications of `channel`, oldest first, locked (other senders skip them) until the block ends."""
+        """Due notifications of `channel`, longest due first, locked (other senders skip them) until the block
+        ends. One waits while an older notification of the same alert on the channel is pending (backing off,
+        or being delivered by another sender), so a receiver gets an alert's transitions in order."""
         with self.engine.connect().execution_options(isolation_level="READ COMMITTED") as conn, conn.begin():
             now = conn.execute(_NOW).scalar_one()
             n = alert_notifications.c
+            older = alert_notifications.alias("older")
+            o = older.c
+            earlier_pending = (
+                select(o.id)
+                .where(o.alert_id == n.alert_id, o.channel == n.channel, o.state == "pending", o.id < n.id)
+                .exists()
+            )
             rows = conn.execute(
                 select(n.id, n.alert_id, n.channel, n.event, n.idempotency_key, n.payload, n.attempts)
-                .where(n.state == "pending", n.channel == channel, n.next_attempt_at <= now)
-                .order_by(n.id)
+                .where(n.state == "pending", n.channel == channel, n.next_attempt_at <= now, ~earlier_pending)
+                # The index's own order (state, channel, next_attempt_at, id): read in order and stopped at the
+                # limit, so only the rows returned are locked and sent rows are never scanned.
+                .order_by(n.next_attempt_at, n.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()

@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import DATETIME, TIMESTAMP
 
 __all__ = [
+    "estate_hours",
+    "estate_hours_state",
     "alert_evaluations",
     "alert_notifications",
     "alert_rule_overrides",
@@ -76,6 +78,8 @@ backup_jobs = Table(
     # Copied out of performance_metrics by the rollup so that it can be indexed portably
     # (a functional index on a JSON path is MySQL-8-only).
     Column("avg_speed_bps", BigInteger(), nullable=True),
+    # Also copied out by the rollup: how many anomaly flags the summary carries (NULL: not judged).
+    Column("anomaly_count", Integer(), nullable=True),
     # The snapshot cadence of job_telemetry_snapshots, shared by every API process.
     Column("last_snapshot_at", Moment, nullable=True),
     Column("rolled_up_at", Moment, nullable=True),
@@ -107,6 +111,9 @@ backup_jobs = Table(
     Index(None, "rollup_failed_at"),
     Index(None, "external_change_at", "vm_name"),
     Index(None, "ended_seen_at"),
+    # Reports: a period's failed jobs, and its unusual runs, without reading the period's other jobs.
+    Index(None, "status", "created_at"),
+    Index(None, "anomaly_count", "created_at"),
 )
 
 backup_disks = Table(
@@ -172,6 +179,37 @@ summary_reconcile_runs = Table(
     Column("machines_created", Integer(), nullable=False, server_default="0"),
     Column("corrections", JSON(), nullable=False),
     Index(None, "finished_at"),
+)
+
+# The estate per hour of creation (UTC), recomputed from backup_jobs by the scheduler for every hour whose jobs
+# changed (written only by pipeline/reports/store.py): what a report of a long period reads instead of its jobs.
+estate_hours = Table(
+    "estate_hours",
+    metadata,
+    Column("hour", DATETIME(fsp=0), primary_key=True),
+    Column("jobs", Integer(), nullable=False, server_default="0"),
+    Column("completed", Integer(), nullable=False, server_default="0"),
+    Column("failed", Integer(), nullable=False, server_default="0"),
+    Column("cancelled", Integer(), nullable=False, server_default="0"),
+    Column("active", Integer(), nullable=False, server_default="0"),
+    Column("bytes_completed", BigInteger(), nullable=False, server_default="0"),
+    # Seconds, summed over the completed jobs; avg_speed_bps summed over the `speed_jobs` that have one.
+    Column("duration_completed", BigInteger(), nullable=False, server_default="0"),
+    Column("speed_completed", BigInteger(), nullable=False, server_default="0"),
+    Column("speed_jobs", Integer(), nullable=False, server_default="0"),
+    Column("unusual", Integer(), nullable=False, server_default="0"),
+    # The hour's 10 largest and 10 slowest completed jobs, [[value, job id], ...]: a period's top 10 is theirs.
+    Column("largest", JSON(), nullable=False),
+    Column("slowest", JSON(), nullable=False),
+    Column("computed_at", Moment, nullable=False),
+)
+
+# One row: the watermark of the estate summary's refresh (claimed like the alert evaluation).
+estate_hours_state = Table(
+    "estate_hours_state",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("watermark", Moment, nullable=True),
 )
 
 # --- alerts (written only by pipeline/alerts/store.py) ---------------------------------------------

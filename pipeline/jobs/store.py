@@ -494,6 +494,7 @@ class RollupClaim:
             .values(
                 performance_metrics=metrics,
                 avg_speed_bps=metrics["avg_speed_bps"],
+                anomaly_count=len(metrics["anomalies"]) if "anomalies" in metrics else None,
                 rolled_up_at=utc_now(),
                 rollup_next_attempt_at=None,
                 **KEEP_UNMARKED,

@@ -6,13 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
-from pipeline.clock import aware
+from pipeline.clock import aware, utc_now
 from pipeline.insight.risk import INTERCEPT, RPO_CAP, WEIGHTS, HistoryRisk, failure_risk
 from pipeline.insight.rpo import rpo_status
 from pipeline.read.jobs import anomalies_of, duration_seconds, list_jobs
+from pipeline.reports.estate import machine_week_over_week
+from pipeline.reports.periods import parse_period
 
 __all__ = ["MACHINE_SORTS", "MachineQuery", "get_machine", "list_machines", "registered_machine", "success_rate"]
 
@@ -157,6 +160,7 @@ def get_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
         if flow is None:
             return None
         trend_rows = conn.execute(_TREND_SQL, {"vm": vm_name, "limit": TREND_LIMIT}).all()
+        week = machine_week_over_week(conn, vm_name, parse_period("7d", None, None, utc_now(), ZoneInfo("UTC")))
     now = datetime.now(UTC).replace(tzinfo=None)
     completed = [r for r in trend_rows if r.status == "completed"]
     durations = [d for d in (duration_seconds(r) for r in completed) if d is not None]
@@ -206,6 +210,7 @@ def get_machine(engine: Engine, vm_name: str, rpo_default: int) -> dict | None:
         "last_backup": view["last_backup"],
         "trend": trend,
         "anomalies": flagged,
+        "week_over_week": week,
         "backups": list_jobs(engine, vm_name=vm_name, limit=100)["backups"],
     }
 

@@ -190,6 +190,7 @@ def job_row(source: Mapping[str, Any], *, max_chart_points: int = 100, now: date
         "current_phase": _text(source, "current_phase", limit=100),
         "performance_metrics": None,
         "avg_speed_bps": None,
+        "anomaly_count": None,
         "rolled_up_at": None,
         "purged_at": None,
         "ended_seen_at": None,

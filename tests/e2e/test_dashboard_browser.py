@@ -24,7 +24,7 @@ def _open_machine(page: Page, dashboard: str, vm_name: str) -> None:
     # and wait for the search's answer before clicking (a click on the page before would be stale).
     page.locator("input.bk-input").fill(vm_name)
     expect(page.locator(".bk-Div", has_text="Machines 1–1 of 1")).to_be_visible()
-    page.locator(".slick-cell", has_text=vm_name).first.click()
+    page.locator(".sendense-machines .slick-cell", has_text=vm_name).first.click()
     expect(page.locator(".bk-Dialog")).to_be_visible()
     for title in ("Summary", "Performance", "Analytics"):
         expect(page.locator(".bk-tab", has_text=title)).to_be_visible()
@@ -52,14 +52,15 @@ def test_main_page_lists_machines_and_search_filters_them(page: Page, dashboard:
     expect(page.locator(".bk-Div", has_text=re.compile(r"Machines 1–\d+ of \d+"))).to_be_visible()
     # Both seeded machines share the run's suffix: the API's search finds them on every page.
     page.locator("input.bk-input").fill(seeded.vm_name.rsplit("-", 1)[1])
-    expect(page.locator(".slick-cell", has_text=seeded.vm_name).first).to_be_visible()
-    expect(page.locator(".slick-cell", has_text=seeded.other_vm).first).to_be_visible()
+    expect(page.locator(".sendense-machines .slick-cell", has_text=seeded.vm_name).first).to_be_visible()
+    expect(page.locator(".sendense-machines .slick-cell", has_text=seeded.other_vm).first).to_be_visible()
     # The machine that never had a successful backup is out of its RPO and comes first.
-    expect(page.locator(".slick-row").first.locator(".slick-cell").first).to_have_text(seeded.other_vm)
-    expect(page.locator(".slick-row").first).to_contain_text("out of RPO")
+    first_row = page.locator(".sendense-machines .slick-row").first
+    expect(first_row.locator(".slick-cell").first).to_have_text(seeded.other_vm)
+    expect(first_row).to_contain_text("out of RPO")
     page.locator("input.bk-input").fill(seeded.other_vm)
-    expect(page.locator(".slick-cell", has_text=seeded.vm_name)).to_have_count(0)
-    expect(page.locator(".slick-cell", has_text=seeded.other_vm).first).to_be_visible()
+    expect(page.locator(".sendense-machines .slick-cell", has_text=seeded.vm_name)).to_have_count(0)
+    expect(page.locator(".sendense-machines .slick-cell", has_text=seeded.other_vm).first).to_be_visible()
     page.screenshot(path=SCREENSHOTS / "main-page.png")
 
 
@@ -71,13 +72,13 @@ def test_selecting_a_machine_opens_summary_and_closing_returns_to_table(
     expect(page.locator(".kpi-total")).to_have_text(str(machine["kpis"]["total_backups"]))
     expect(page.locator(".kpi-rate")).to_have_text(f"{machine['kpis']['success_rate']:.1f}%")
     expect(page.locator(".vm-info")).to_contain_text("CPUs: 4")
-    # Four jobs in the history table (inside the dialog, not the main table).
-    expect(page.locator(".bk-Dialog .slick-row")).to_have_count(4)
+    # Four jobs in the history table (inside the dialog, not the main table nor the alerts).
+    expect(page.locator(".bk-Dialog .sendense-history .slick-row")).to_have_count(4)
     page.screenshot(path=SCREENSHOTS / "tab-summary.png")
     expect(page.locator(".kpi-rpo")).to_have_text("within RPO")
     page.locator(".bk-Dialog .bk-close").click()
     expect(page.locator(".bk-Dialog")).to_have_count(0)
-    expect(page.locator(".slick-cell", has_text=seeded.vm_name).first).to_be_visible()
+    expect(page.locator(".sendense-machines .slick-cell", has_text=seeded.vm_name).first).to_be_visible()
 
 
 def test_performance_tab_shows_each_jobs_own_chart_and_figures(
@@ -198,8 +199,10 @@ def test_api_outage_is_a_readable_message_not_a_blank_page(browser, dashboard_wi
     page.set_default_timeout(BROWSER_TIMEOUT_MS)
     try:
         page.goto(dashboard_without_api)
-        message = page.get_by_text(re.compile(r"The API at http://127.0.0.1:9 did not answer .*sendense api"))
-        expect(message).to_be_visible()
+        # The machines table says it, and the alerts panel says it for its part.
+        for says in (r"^The API", r"^Alerts: The API"):
+            message = page.get_by_text(re.compile(says + r" at http://127.0.0.1:9 did not answer .*sendense api"))
+            expect(message).to_be_visible()
         assert "Traceback" not in page.content()
         page.screenshot(path=SCREENSHOTS / "api-down.png")
     finally:

@@ -19,7 +19,7 @@ from tests.support.probes import update_body
 WINDOWS = [(1280, 800), (1400, 1000), (1920, 1080)]
 # What each tab draws, by Bokeh model name, top to bottom.
 TABS = {
-    "Summary": ["vm-info", "summary-kpis", "summary-risk", "history-table"],
+    "Summary": ["vm-info", "summary-kpis", "summary-risk", "machine-alerts", "history-table"],
     "Performance": ["job-select", "perf-figures", "speed-chart", "disk-chart"],
     "Analytics": ["analytics-totals", "success-donut", "trend-size_mb", "trend-duration_min"],
 }
@@ -128,7 +128,7 @@ def _open(page: Page, dashboard: str, vm_name: str) -> None:
     page.goto(dashboard)
     page.locator("input.bk-input").fill(vm_name)
     expect(page.locator(".bk-Div", has_text="Machines 1–1 of 1")).to_be_visible()
-    page.locator(".slick-cell", has_text=vm_name).first.click()
+    page.locator(".sendense-machines .slick-cell", has_text=vm_name).first.click()
     expect(page.locator(".bk-Dialog")).to_be_visible()
 
 
@@ -168,16 +168,18 @@ def test_no_cell_of_the_machines_table_is_cut(browser, dashboard: str, wide: Wid
         page.goto(dashboard)
         page.locator("input.bk-input").fill(wide.search)
         expect(page.locator(".bk-Div", has_text="Machines 1–2 of 2")).to_be_visible()
-        row = page.locator(".slick-row", has_text=wide.other_vm)
+        row = page.locator(".sendense-machines .slick-row", has_text=wide.other_vm)
         for value in ("differential replication", "cancelled", "5,242,880.0", LONG_REPOSITORY):
             expect(row).to_contain_text(value)
-        expect(page.locator(".slick-row", has_text=wide.vm_name)).to_contain_text("100.0")
+        expect(page.locator(".sendense-machines .slick-row", has_text=wide.vm_name)).to_contain_text("100.0")
         # Headers with their arrows are at their widest.
-        page.get_by_role("button", name="Success (%)").click()
-        expect(page.get_by_role("button", name="Success (%) ▲")).to_be_visible()
+        page.get_by_role("button", name="Success %").click()
+        expect(page.get_by_role("button", name="Success % ▲")).to_be_visible()
+        page.get_by_role("button", name="Risk").click()
+        expect(page.get_by_role("button", name="Risk ▼")).to_be_visible()
         page.get_by_role("button", name="Last job (UTC)").click()
         expect(page.get_by_role("button", name="Last job (UTC) ▼")).to_be_visible()
-        assert page.locator(".slick-cell").evaluate_all(CUT) == []
+        assert page.locator(".sendense-machines .slick-cell").evaluate_all(CUT) == []
         assert page.locator(".bk-btn").evaluate_all(CUT) == []
         # The whole table fits the window: nothing to scroll sideways for.
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
@@ -190,12 +192,12 @@ def test_no_cell_of_the_backup_history_is_cut(browser, dashboard: str, wide: Wid
     context, page = _window(browser, WINDOWS[0])
     try:
         _open(page, dashboard, wide.vm_name)
-        history = page.locator(".bk-Dialog .slick-row")
+        history = page.locator(".sendense-history .slick-row")
         expect(history).to_have_count(3)
         for value in ("differential", "cancelled", "5,242,880.0", re.compile(r"^\d+h \d\dm \d\ds$")):
-            expect(page.locator(".bk-Dialog .slick-cell", has_text=value).first).to_be_visible()
-        assert page.locator(".bk-Dialog .slick-cell").evaluate_all(CUT) == []
-        assert page.locator(".bk-Dialog .slick-header-column").evaluate_all(CUT) == []
+            expect(page.locator(".sendense-history .slick-cell", has_text=value).first).to_be_visible()
+        assert page.locator(".sendense-history .slick-cell").evaluate_all(CUT) == []
+        assert page.locator(".sendense-history .slick-header-column").evaluate_all(CUT) == []
         page.screenshot(path=SCREENSHOTS / "history-table-1280x800.png")
     finally:
         context.close()

@@ -1,14 +1,15 @@
-"""Operators log in to reach the dashboard; without credentials it stays on loopback."""
+"""Users log in to reach the dashboard, each as a viewer or an operator; without credentials it stays on loopback."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from dashboards.auth import hash_password, verify_password
+from dashboards.auth import Account, hash_password, parse_users, verify_password
 from tests.conftest import OUTPUT_DIR
 from tests.e2e.conftest import DASHBOARD_PORT
 from tests.support.devstack import DevStack, wait_until_live
@@ -19,7 +20,7 @@ LOGIN_PORT = DASHBOARD_PORT + 2
 
 @pytest.fixture(scope="module")
 def guarded(api: str, stack: DevStack) -> Iterator[str]:
-    """A dashboard that needs a login (operator `alice`), listening on every address."""
+    """A dashboard that needs a login (`alice`, a viewer), listening on every address."""
     env = {
         "SENDENSE_DASHBOARD_API_URL": api,
         "SENDENSE_DASHBOARD_TOKEN": stack.viewer_token,
@@ -40,6 +41,36 @@ def test_passwords_are_kept_as_scrypt_hashes():
     assert stored.startswith("scrypt$") and PASSWORD not in stored
     assert verify_password(PASSWORD, stored) and not verify_password("wrong", stored)
     assert hash_password(PASSWORD) != stored, "salted: the same password hashes differently"
+
+
+def test_users_are_viewers_or_operators_and_entries_from_before_the_roles_are_viewers():
+    stored = hash_password(PASSWORD)
+    users = parse_users((f"alice:{stored}", f"jane:operator:{stored}", f"vic:viewer:{stored}"))
+    assert users == {
+        "alice": Account(stored, "viewer"),
+        "jane": Account(stored, "operator"),
+        "vic": Account(stored, "viewer"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("jane:admin:{h}", "role 'admin' is not viewer or operator"),
+        ("jane:operator:not-a-hash", "is not name:role:scrypt$"),
+        (":operator:{h}", "is not name:role:scrypt$"),
+        ("ja\x01ne:{h}", "is not name:role:scrypt$"),
+    ],
+)
+def test_a_malformed_user_entry_is_refused_with_what_is_wrong(entry: str, says: str):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        parse_users((entry.format(h=hash_password(PASSWORD)),))
+
+
+def test_a_name_given_twice_is_refused():
+    stored = hash_password(PASSWORD)
+    with pytest.raises(ValueError, match="names 'jane' twice"):
+        parse_users((f"jane:operator:{stored}", f"jane:{stored}"))
 
 
 def test_without_a_login_the_dashboard_is_refused(guarded: str, page: Page):

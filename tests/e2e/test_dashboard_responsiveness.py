@@ -26,7 +26,7 @@ MACHINE = {
 
 
 class _SlowApi(BaseHTTPRequestHandler):
-    """Stands in for the API (not for a store): the table answers at once, one machine takes 6 s."""
+    """Stands in for the API (not for a store): the table and the alerts answer at once, one machine takes 6 s."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.startswith("/api/v1/machines/"):
@@ -34,6 +34,8 @@ class _SlowApi(BaseHTTPRequestHandler):
             body = {**MACHINE, "machine": {}, "kpis": {}, "trend": [], "backups": [], "anomalies": []}
         elif self.path.startswith("/api/v1/machines"):
             body = {"machines": [MACHINE], "total": 1}
+        elif self.path.startswith("/api/v1/alerts"):
+            body = {"alerts": [], "total": 0, "firing": {"critical": 0, "warning": 0, "info": 0}}
         else:
             self.send_error(404)
             return

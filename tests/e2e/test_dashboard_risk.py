@@ -73,9 +73,10 @@ def test_the_risk_column_sorts_on_the_server_and_its_tooltip_says_why(page: Page
     expect(page.locator(".bk-Div", has_text="Machines 1–3 of 3")).to_be_visible()
     failing = viewer.get(f"/machines/{names['failing']}").json()["risk"]
     assert failing["level"] == "high"
-    cell = page.locator(".slick-row", has_text=names["failing"]).locator("span[title]", has_text="high")
-    expect(cell).to_have_text("high")
-    expect(cell).to_have_attribute("title", f"{round(100 * failing['score'])} %: " + "; ".join(failing["reasons"]))
+    percent = round(100 * failing["score"])
+    cell = page.locator(".slick-row", has_text=names["failing"]).locator("span[title]", has_text=f"{percent}%")
+    expect(cell).to_have_text(f"{percent}%")
+    expect(cell).to_have_attribute("title", f"high risk, {percent} %: " + "; ".join(failing["reasons"]))
 
     _risk_header(page).click()
     expect(_risk_header(page)).to_have_text("Risk ▼")
@@ -100,7 +101,7 @@ def test_the_summary_shows_the_score_and_the_reasons(page: Page, dashboard: str,
     page.locator(".slick-cell", has_text=names["slowing"]).first.click()
     expect(page.locator(".bk-Dialog")).to_be_visible()
     risk = viewer.get(f"/machines/{names['slowing']}").json()["risk"]
-    expect(page.locator(".kpi-risk")).to_have_text(f"{risk['level']} {round(100 * risk['score'])} %")
+    expect(page.locator(".kpi-risk")).to_have_text(f"{risk['level']} {round(100 * risk['score'])}%")
     reasons = page.locator(".risk-reasons")
     expect(reasons).to_contain_text("Failure risk:")
     assert risk["reasons"][0].startswith("duration grew")

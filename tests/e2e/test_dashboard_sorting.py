@@ -58,8 +58,8 @@ def _expect_page(page: Page, names: list[str]) -> None:
         raise AssertionError(
             f"page shows {shown[:3]} … {shown[-3:]} ({len(shown)}), expected {names[:3]} … {names[-3:]}"
         ) from None
-    expect(page.locator(".slick-row").first).to_be_visible()
-    drawn = page.locator(".slick-row").evaluate_all(DRAWN)
+    expect(page.locator(".sendense-machines .slick-row").first).to_be_visible()
+    drawn = page.locator(".sendense-machines .slick-row").evaluate_all(DRAWN)
     assert len(drawn) >= min(len(names), 10), drawn
     assert drawn == names[: len(drawn)], f"the grid draws {drawn[:3]} …, the page holds {names[:3]} …"
 
@@ -108,12 +108,12 @@ def test_a_header_click_sorts_every_page_on_the_server_and_a_second_click_revers
 def test_columns_the_api_cannot_sort_by_are_not_clickable_and_say_so(page: Page, dashboard: str, sort_machines):
     page.goto(dashboard)
     expect(page.locator(".slick-cell").first).to_be_visible()
-    for title in ("Repository", "Age / RPO", "Last job type", "Last status", "Last size (MB)"):
+    for title in ("Alerts", "Repository", "Age / RPO", "Last job type", "Last status", "Size (MB)"):
         expect(_header(page, title)).to_be_disabled()
-    for title in ("VM", "RPO", "Risk", "Last job (UTC)", "Success (%)", "Backups"):
+    for title in ("VM", "RPO", "Risk", "Last job (UTC)", "Success %", "Backups"):
         expect(_header(page, title)).to_be_enabled()
     # Each header's tooltip says what it does (on the header's own element, around its button).
-    expect(page.locator(".bk-Button[title='The API cannot sort by this column']")).to_have_count(5)
+    expect(page.locator(".bk-Button[title='The API cannot sort by this column']")).to_have_count(6)
     expect(page.locator(".bk-Button[title^='Click to sort by ']")).to_have_count(5)
     expect(
         page.locator(".bk-Button[title='Sorted by RPO, most overdue first; click for least overdue first']")

@@ -477,11 +477,12 @@ DASHBOARD_WIDTH_PX = 1920
 
 
 def panel_queries(dashboard: Mapping[str, Any]) -> list[PanelQuery]:
-    """Every visible query target of every panel (rows have none)."""
+    """Every visible InfluxQL target of every panel (rows have none; SQL panels: tests/support/grafana_sql.py)."""
     found = []
     for panel in iter_panels(dashboard):
         for target in panel.get("targets", []):
-            if target.get("hide"):
+            source = target.get("datasource") or panel.get("datasource") or {}
+            if target.get("hide") or source.get("type", "influxdb") != "influxdb":
                 continue
             width = panel.get("gridPos", {}).get("w", 24)
             found.append(

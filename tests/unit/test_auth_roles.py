@@ -31,6 +31,10 @@ EXPECTED = {
     ("POST", "/api/v1/silences"): "operator",
     ("DELETE", "/api/v1/silences/{silence_id:int}"): "operator",
     ("GET", "/api/v1/alert-rules"): "viewer",
+    **{
+        ("GET", f"/api/v1/reports/{name}"): "viewer"
+        for name in ("estate", "estate.csv", "grid", "grid.csv", "timeline", "timeline.csv")
+    },  # fmt: skip
     ("PUT", "/api/v1/alert-rules"): "operator",
     ("GET", "/api/v1/health/live"): None,
     ("GET", "/api/v1/health/ready"): None,

@@ -1,11 +1,22 @@
-"""Dashboard data shaping: API JSON → Bokeh column data (MB/s, mm:ss labels, phase bands, donut, tables)."""
+"""Dashboard data shaping: API JSON → Bokeh column data (MB/s, mm:ss labels, phase bands, donut, tables, alerts)."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 
+from dashboards.app.alert_shaping import (
+    SEVERITY_COLORS,
+    alert_columns,
+    alert_detail_text,
+    count_firing,
+    firing_summary,
+    machine_alert_columns,
+    silence_body,
+    title_text,
+)
 from dashboards.app.shaping import (
     disk_columns,
     donut_columns,
@@ -159,13 +170,14 @@ def test_machines_table_has_numeric_columns_and_the_rpo_status():
     assert cols["rpo_age"] == ["never / 1d", "3h 10m / 12h"]
 
 
-def test_the_risk_column_shows_the_level_with_score_and_reasons_as_tooltip():
+def test_the_risk_column_shows_the_score_by_level_with_the_reasons_as_tooltip():
     risk = {"score": 0.256, "level": "high", "reasons": ["3 of the last 10 runs failed", "speed fell 30 % over 8 runs"]}
-    assert risk_text(risk) == ("high", "26 %: 3 of the last 10 runs failed; speed fell 30 % over 8 runs")
-    assert risk_text(None) == ("", "")
+    tip = "high risk, 26 %: 3 of the last 10 runs failed; speed fell 30 % over 8 runs"
+    assert risk_text(risk) == ("26%", "high", tip)
+    assert risk_text(None) == ("", "", "")
     cols = machines_columns([{"vm_name": "a", "risk": risk}, {"vm_name": "b"}])
-    assert cols["risk"] == ["high", ""] and cols["risk_reasons"][0].startswith("26 %: 3 of the last 10")
-    assert risk_card(risk) == ("Failure risk", "high 26 %", "kpi-risk") and risk_card(None)[1] == "—"
+    assert cols["risk"] == ["26%", ""] and cols["risk_level"] == ["high", ""] and cols["risk_tip"] == [tip, ""]
+    assert risk_card(risk) == ("Failure risk", "high 26%", "kpi-risk") and risk_card(None)[1] == "—"
 
 
 def test_the_summary_says_why_with_every_reason_escaped():
@@ -259,3 +271,125 @@ def test_disk_curves_become_one_line_per_disk():
         [{"disk_index": 0, "chart_data": [{"t": 0, "s": 1_048_576}]}, {"disk_index": 1, "chart_data": []}]
     )
     assert cols["label"] == ["Disk 0", "Disk 1"] and cols["ys"] == [[1.0], []]
+
+
+# --- alerts ------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+
+
+def _alert(alert_id: int, severity: str, state: str = "firing", vm: str | None = "pgtest1", **extra) -> dict:
+    return {
+        "id": alert_id,
+        "rule": "job_failed",
+        "state": state,
+        "severity": severity,
+        "vm_name": vm,
+        "summary": "Backup of pgtest1 failed: NBD reset",
+        "started_at": "2026-12-03T08:50:00Z",
+        "resolved_at": "2026-12-03T11:35:00Z" if state == "resolved" else None,
+        "silenced": False,
+        "acknowledgement": None,
+        **extra,
+    }
+
+
+def test_the_title_counts_firing_alerts_per_severity_worst_first_and_leaves_out_none():
+    assert title_text({"critical": 2, "warning": 3, "info": 0}) == "(2 critical, 3 warning) Sendense Telemetry"
+    assert title_text({"critical": 0, "warning": 0, "info": 1}) == "(1 info) Sendense Telemetry"
+    assert title_text({"critical": 0, "warning": 0, "info": 0}) == "Sendense Telemetry"
+    assert title_text({}) == "Sendense Telemetry"
+
+
+def test_alert_rows_keep_the_apis_order_with_severity_colours_and_their_state_in_words():
+    acknowledged = {"at": "2026-12-03T09:10:00Z", "by": "jane", "comment": "on it"}
+    rows = alert_columns(
+        [
+            _alert(7, "critical", acknowledgement=acknowledged, silenced=True),
+            _alert(3, "info", vm=None, rule="pipeline_unhealthy"),
+            _alert(5, "warning", state="resolved"),
+        ],
+        NOW,
+    )
+    assert rows["id"] == [7, 3, 5]
+    assert rows["severity"] == ["CRITICAL", "INFO", "WARNING"]
+    assert rows["sev_bg"] == [SEVERITY_COLORS["critical"][0], SEVERITY_COLORS["info"][0], SEVERITY_COLORS["warning"][0]]
+    assert SEVERITY_COLORS["critical"][0] == "#c62828" and SEVERITY_COLORS["info"][0] == "#1565c0"
+    assert rows["rule"] == ["Job failed", "Pipeline unhealthy", "Job failed"]
+    assert rows["machine"] == ["pgtest1", "pipeline", "pgtest1"]
+    assert rows["vm_name"] == ["pgtest1", "", "pgtest1"]
+    assert rows["since"] == ["2026-12-03 08:50"] * 3
+    assert rows["since_detail"] == ["for 3h 10m", "for 3h 10m", "resolved 25m ago"]
+    assert rows["ack_by"] == ["jane · 12-03 09:10", "", ""]
+    assert rows["ack_comment"] == ["on it", "", ""]
+    assert rows["silenced"] == ["silenced", "", ""]
+
+
+def test_an_alert_fired_seconds_ago_is_firing_for_less_than_a_minute():
+    rows = alert_columns([_alert(1, "warning", started_at="2026-12-03T11:59:30Z")], NOW)
+    assert rows["since_detail"] == ["for <1m"]
+
+
+def test_the_detail_tells_the_alerts_whole_story():
+    ack = {"at": "2026-12-03T09:10:00Z", "by": "jane", "comment": "restarting the agent"}
+    heading, story = alert_detail_text(_alert(1, "critical", acknowledgement=ack, silenced=True), NOW)
+    assert heading == "CRITICAL · Job failed · pgtest1"
+    assert story == (
+        "Backup of pgtest1 failed: NBD reset. Firing since 2026-12-03 08:50:00 UTC (3h 10m). "
+        "Acknowledged by jane at 2026-12-03 09:10:00 UTC: “restarting the agent”. "
+        "Silenced: it notifies nobody while the silence lasts."
+    )
+    heading, story = alert_detail_text(_alert(2, "info", state="resolved", vm=None), NOW)
+    assert heading == "INFO · Job failed · the pipeline"
+    assert story.endswith("Resolved at 2026-12-03 11:35:00 UTC.")
+
+
+def test_firing_alerts_are_counted_per_machine_and_severity_leaving_out_resolved_and_pipeline_ones():
+    counts = count_firing(
+        [
+            _alert(1, "critical"),
+            _alert(2, "warning"),
+            _alert(3, "warning", vm="other"),
+            _alert(4, "critical", state="resolved"),
+            _alert(5, "critical", vm=None),
+        ]
+    )
+    assert counts == {
+        "pgtest1": {"critical": 1, "warning": 1, "info": 0},
+        "other": {"critical": 0, "warning": 1, "info": 0},
+    }
+
+
+def test_a_machines_alert_cell_has_the_count_the_worst_severity_its_colour_and_the_split_as_tooltip():
+    assert firing_summary({"critical": 1, "warning": 2, "info": 0}) == (
+        3,
+        "critical",
+        "3 firing alerts: 1 critical, 2 warning",
+    )
+    assert firing_summary(None) == (0, "", "No alert is firing")
+    columns = machine_alert_columns(["a", "b", "c"], {"a": {"critical": 0, "warning": 1, "info": 1}, "c": {}})
+    assert columns["alerts"] == [2, 0, 0]
+    assert columns["alerts_worst"] == ["warn", "", ""]
+    assert columns["alerts_bg"][0] == SEVERITY_COLORS["warning"][0]
+    assert columns["alerts_tip"] == ["2 firing alerts: 1 warning, 1 info", "No alert is firing", "No alert is firing"]
+
+
+def test_a_silence_covers_the_machine_the_rule_or_both_and_needs_a_reason():
+    alert = _alert(1, "critical")
+    both = silence_body(alert, machine=True, rule=True, duration_seconds=3600, reason=" disk swap ", by="jane")
+    assert both == {
+        "vm_name": "pgtest1",
+        "rule": "job_failed",
+        "duration_seconds": 3600,
+        "reason": "disk swap",
+        "created_by": "jane",
+    }
+    machine = silence_body(alert, machine=True, rule=False, duration_seconds=60, reason="x", by="jane")
+    assert "rule" not in machine and machine["vm_name"] == "pgtest1"
+    with pytest.raises(ValueError, match="Choose what to silence"):
+        silence_body(alert, machine=False, rule=False, duration_seconds=60, reason="x", by="jane")
+    with pytest.raises(ValueError, match="Say why"):
+        silence_body(alert, machine=True, rule=True, duration_seconds=60, reason="  ", by="jane")
+    # A pipeline alert has no machine: only its rule can be silenced.
+    with pytest.raises(ValueError, match="Choose what to silence"):
+        silence_body(_alert(2, "critical", vm=None), machine=True, rule=False, duration_seconds=60, reason="x", by="j")

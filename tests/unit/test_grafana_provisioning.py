@@ -8,12 +8,13 @@ the interpolation rules of tests/support/grafana.py that the integration test re
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
-from pipeline.settings import InfluxSettings
+from pipeline.settings import InfluxSettings, MySQLSettings
 from tests.support.devstack import PROJECT_DIR
 from tests.support.grafana import (
     ALL,
@@ -33,9 +34,11 @@ from tests.support.grafana import (
     template_variables,
     time_filter,
 )
+from tests.support.grafana_sql import render_mysql_query, sql_panel_queries
 
 GRAFANA_DIR = PROJECT_DIR / "infra" / "grafana"
 DATASOURCE_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "sendense.yaml"
+MYSQL_DATASOURCE_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "sendense-mysql.yaml"
 PROVIDER_FILE = GRAFANA_DIR / "provisioning" / "dashboards" / "sendense.yaml"
 DASHBOARD_FILE = GRAFANA_DIR / "dashboards" / "backup-telemetry.json"
 DOC_FILE = PROJECT_DIR / "docs" / "grafana.md"
@@ -43,8 +46,8 @@ FILTER_VARIABLES = ("repository", "vm", "job")
 ENV_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
-def _datasource() -> dict:
-    document = yaml.safe_load(DATASOURCE_FILE.read_text(encoding="utf-8"))
+def _datasource(path: Path = DATASOURCE_FILE) -> dict:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert document["apiVersion"] == 1
     (datasource,) = document["datasources"]
     return datasource
@@ -95,17 +98,34 @@ def test_dashboard_provider_loads_the_dashboards_folder():
     assert DASHBOARD_FILE.parent.samefile(path)
 
 
-def test_dashboard_refers_to_the_provisioned_datasource_everywhere(dashboard):
-    reference = {"type": "influxdb", "uid": _datasource()["uid"]}
+def test_mysql_datasource_file_reads_the_pipelines_database_in_utc_with_credentials_from_the_environment():
+    datasource = _datasource(MYSQL_DATASOURCE_FILE)
+    assert datasource["name"] and datasource["uid"] and datasource["type"] == "mysql"
+    assert datasource["access"] == "proxy" and datasource["editable"] is False
+    database = MySQLSettings().url.rsplit("/", 1)[1].split("?")[0]
+    assert datasource["database"] == datasource["jsonData"]["database"] == database == "migratekit_oma"
+    # Stored times are UTC; $__timeFilter's FROM_UNIXTIME answers in the session's zone.
+    assert datasource["jsonData"]["timezone"] == "+00:00"
+    assert datasource["url"] == "${SENDENSE_GRAFANA_MYSQL_HOST}"
+    assert datasource["user"] == "${SENDENSE_GRAFANA_MYSQL_USER}"
+    assert datasource["secureJsonData"]["password"] == "${SENDENSE_GRAFANA_MYSQL_PASSWORD}"
+    assert "password" not in datasource
+
+
+def test_dashboard_refers_to_the_provisioned_datasources_everywhere(dashboard):
+    influx = {"type": "influxdb", "uid": _datasource()["uid"]}
+    mysql = {"type": "mysql", "uid": _datasource(MYSQL_DATASOURCE_FILE)["uid"]}
     for panel in iter_panels(dashboard):
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == reference, panel["title"]
+        assert panel["datasource"] in (influx, mysql), panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"] == reference, panel["title"]
+            assert target["datasource"] == panel["datasource"], panel["title"]
+            # Each target in its own data source's language.
+            assert ("rawSql" in target) == (panel["datasource"] == mysql), panel["title"]
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":
-            assert variable["datasource"] == reference, variable["name"]
+            assert variable["datasource"] == influx, variable["name"]
 
 
 # --- dashboard ------------------------------------------------------------------------------------
@@ -199,7 +219,7 @@ def test_docs_explain_every_environment_variable_and_setting_a_grafana_user_need
     doc = DOC_FILE.read_text(encoding="utf-8")
     env_names = {
         a or b
-        for path in (DATASOURCE_FILE, PROVIDER_FILE)
+        for path in (DATASOURCE_FILE, MYSQL_DATASOURCE_FILE, PROVIDER_FILE)
         for a, b in ENV_REFERENCE.findall(path.read_text(encoding="utf-8"))
     }
     assert env_names, "the provisioning files take URL, credentials and path from the environment"
@@ -213,6 +233,44 @@ def test_docs_explain_every_environment_variable_and_setting_a_grafana_user_need
 def test_readme_links_the_grafana_doc():
     readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
     assert "## Grafana" in readme and "docs/grafana.md" in readme.split("## Grafana", 1)[1]
+
+
+# --- the alerts panels (MySQL) -------------------------------------------------------------------
+
+
+def test_dashboard_opens_on_the_alerts_firing_count_and_table(dashboard):
+    sql = {q.title: q for q in sql_panel_queries(dashboard)}
+    assert set(sql) == {"Firing alerts", "Alerts"}
+    assert {q.result_format for q in sql.values()} == {"table"}
+    first_row = min(iter_panels(dashboard), key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    assert first_row["type"] == "row" and "Alerts" in first_row["title"]
+    # Firing alerts whatever the time picker says; resolved ones within it.
+    assert "$__timeFilter" not in sql["Firing alerts"].sql
+    assert "state = 'firing' OR $__timeFilter(resolved_at)" in sql["Alerts"].sql
+
+
+def test_alerts_panels_read_only_the_alerts_table_so_one_grant_suffices(dashboard):
+    doc = DOC_FILE.read_text(encoding="utf-8")
+    for query in sql_panel_queries(dashboard):
+        assert re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", query.sql) == ["alerts"], query.title
+        assert query.sql.lstrip().upper().startswith("SELECT"), query.title
+    assert "GRANT SELECT ON migratekit_oma.alerts TO 'grafana'" in doc
+    for name in ("SENDENSE_GRAFANA_MYSQL_HOST", "SENDENSE_GRAFANA_MYSQL_USER", "SENDENSE_GRAFANA_MYSQL_PASSWORD"):
+        assert name in doc, name
+
+
+def test_mysql_macros_are_rendered_in_whole_unix_seconds_as_grafana_does():
+    window = TimeRange(1_700_000_000_999, 1_700_003_600_500, 0)
+    assert render_mysql_query("WHERE $__timeFilter(resolved_at)", window) == (
+        "WHERE resolved_at BETWEEN FROM_UNIXTIME(1700000000) AND FROM_UNIXTIME(1700003600)"
+    )
+    assert render_mysql_query("$__timeFrom() $__timeTo() $__unixEpochFilter(t)", window) == (
+        "FROM_UNIXTIME(1700000000) FROM_UNIXTIME(1700003600) t >= 1700000000 AND t <= 1700003600"
+    )
+    with pytest.raises(ValueError, match="template variables"):
+        render_mysql_query("WHERE vm_name IN ($vm)", window)
+    with pytest.raises(ValueError, match="macro"):
+        render_mysql_query("GROUP BY $__timeGroup(t, '5m')", window)
 
 
 # --- the expander ---------------------------------------------------------------------------------

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from html import escape
 
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, Div
 
-__all__ = ["CARD_CSS", "cards_html", "message_html", "replace_rows"]
+__all__ = ["CARD_CSS", "cards_html", "message_div", "message_html", "replace_rows"]
 
 CARD_CSS = (
     "<style>.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;"
     "padding:8px 14px;min-width:130px;background:#fafafa}.card .k{font-size:12px;color:#666}"
     ".card .v{font-size:20px;font-weight:600}.msg{padding:8px 12px;border-radius:4px;margin:4px 0}"
     ".msg.error{background:#fdecea;color:#8a1c1c}.msg.info{background:#eef4fb;color:#1f4e79}</style>"
+)
+
+
+_MESSAGE_CSS = (
+    ".msg{padding:8px 12px;border-radius:4px;margin:4px 0}.msg.error{background:#fdecea;color:#8a1c1c}"
+    ".msg.info{background:#eef4fb;color:#1f4e79}"
 )
 
 
@@ -38,3 +44,17 @@ def replace_rows(source: ColumnDataSource, empty: dict[str, list], rows: dict[st
     """
     source.data = empty
     source.data = rows
+
+
+def message_div(name: str) -> Div:
+    """A place for a message that takes no room while it has none (an empty Div is a line high)."""
+    div = Div(
+        text="",
+        name=name,
+        sizing_mode="stretch_width",
+        margin=(0, 5, 0, 5),
+        visible=False,
+        stylesheets=[_MESSAGE_CSS],  # a Div draws in its own shadow root: the header's <style> stops at its edge
+    )
+    div.on_change("text", lambda _attr, _old, new: setattr(div, "visible", bool(new)))
+    return div

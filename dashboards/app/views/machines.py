@@ -1,4 +1,5 @@
-"""Main page: the protection-flows table, a page at a time from the API, searched and sorted by it."""
+"""Main page: the protection-flows table, a page at a time from the API, searched and sorted by it, with each
+machine's firing alerts."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ from bokeh.models import (
     TextInput,
 )
 
+from dashboards.app.alert_shaping import machine_alert_columns
 from dashboards.app.client import ApiError, DashboardApi
 from dashboards.app.shaping import machines_columns, page_text
 from dashboards.app.table_sort import DEFAULT_SORT, SORT_CHOICES, Sort, header_label, header_tip, sort_after_click
-from dashboards.app.views.common import message_html, replace_rows
+from dashboards.app.views.alerts import firing_by_machine, redraw_on_change
+from dashboards.app.views.common import message_div, message_html, replace_rows
 
 __all__ = ["PAGE_SIZE", "MachinesView"]
 
@@ -32,13 +35,24 @@ PAGE_SIZE = 100
 _RPO_TEMPLATE = (
     "<span style=\"font-weight:600;color:<%= value === 'out of RPO' ? '#c62828' : '#2e7d32' %>\"><%= value %></span>"
 )
-# The level (the API's Literal: low, medium, high); its score and reasons are the tooltip, escaped.
+# The score in %, in a pill coloured by its level (the API's Literal: high red, medium amber, low green, as
+# the alerts' pills); the level and the reasons are the tooltip, escaped.
 _RISK_TEMPLATE = (
-    "<span title=\"<%- risk_reasons %>\" style=\"font-weight:600;color:<%= value === 'high' ? '#c62828' : "
-    "value === 'medium' ? '#e65100' : '#2e7d32' %>\"><%- value %></span>"
+    '<span title="<%- risk_tip %>"><% if (value) { %><span style="display:inline-block;padding:0 5px;'
+    "border-radius:8px;font-weight:700;background:<%= risk_level === 'high' ? '#c62828' : risk_level === "
+    "'medium' ? '#ef6c00' : '#e8f5e9' %>;color:<%= risk_level === 'low' ? '#2e7d32' : '#ffffff' %>\">"
+    "<%- value %></span><% } %></span>"
 )
 # A name longer than its column ends in "…"; the whole name is its tooltip (escaped: names are the agents').
 _NAME_TEMPLATE = '<span title="<%- value %>"><%- value %></span>'
+# How many alerts fire, on the worst one's colour, and that severity in short (crit, warn, info); the tooltip
+# says it in full. The colours and words are the dashboard's own (alert_shaping), safe as HTML.
+_ALERTS_TEMPLATE = (
+    '<span title="<%- alerts_tip %>"><% if (value > 0) { %><span style="display:inline-block;min-width:9px;'
+    "padding:0 5px;border-radius:8px;text-align:center;font-weight:700;background:<%= alerts_bg %>;"
+    'color:<%= alerts_fg %>"><%= value %></span> <span style="font-size:11px"><%= alerts_worst %></span>'
+    "<% } %></span>"
+)
 # The grid draws no header of its own (a click there would sort only the page shown): these buttons are
 # the header, flat and left-aligned like one, each as wide as its column.
 _HEADER_CSS = """
@@ -62,20 +76,28 @@ class _Column(NamedTuple):
 
 def _columns() -> list[_Column]:
     number = NumberFormatter(format="0,0.0", nan_format="—")
+    # 1,250 px in all, so that the page fits a 1,280-pixel window; each as wide as its longest value or its
+    # header with ▲/▼ (12 px type), whichever is wider.
     return [
-        # VM, Repository and Age / RPO gave 60 px to Risk, so that the table still fits 1280 px.
         _Column("vm_name", "VM", 160, "vm_name", HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
+        # GET /machines cannot sort by alerts: its header is not a button that sorts.
+        _Column("alerts", "Alerts", 60, None, HTMLTemplateFormatter(template=_ALERTS_TEMPLATE)),
         _Column("repository_id", "Repository", 155, None, HTMLTemplateFormatter(template=_NAME_TEMPLATE)),
         _Column("rpo_status", "RPO", 85, "rpo", HTMLTemplateFormatter(template=_RPO_TEMPLATE)),
         _Column("rpo_age", "Age / RPO", 100),
-        _Column("risk", "Risk", 65, "risk", HTMLTemplateFormatter(template=_RISK_TEMPLATE)),
+        _Column("risk", "Risk", 60, "risk", HTMLTemplateFormatter(template=_RISK_TEMPLATE)),
         _Column("last_type", "Last job type", 145),
-        _Column("last_status", "Last status", 95),
+        _Column("last_status", "Last status", 90),
         _Column("last_time", "Last job (UTC)", 140, "last_backup"),
-        _Column("last_size_mb", "Last size (MB)", 110, None, number),
-        _Column("success_rate", "Success (%)", 110, "success_rate", number),
+        # Risk took its 60 px from these three: shorter headers, and Age / RPO's longest usual value.
+        _Column("last_size_mb", "Size (MB)", 85, None, number),
+        _Column("success_rate", "Success %", 85, "success_rate", number),
         _Column("total_backups", "Backups", 85, "total_backups"),
     ]
+
+
+def _rows(machines: list[dict], firing: dict[str, dict[str, int]]) -> dict[str, list]:
+    return {**machines_columns(machines), **machine_alert_columns([m["vm_name"] for m in machines], firing)}
 
 
 class MachinesView:
@@ -87,14 +109,15 @@ class MachinesView:
         self.offset = 0
         self.total = 0
         self._asked = 0  # answers to earlier requests (a search typed on) are dropped
-        self.source = ColumnDataSource(machines_columns([]), name="machines-source")
+        self.source = ColumnDataSource(_rows([], {}), name="machines-source")
         self.search = TextInput(placeholder="Search VM or repository", width=360, name="machine-search")
         # The one place the order lives: header clicks set it too, and show it with ▲ / ▼.
         self.sort = Select(options=SORT_CHOICES, value=DEFAULT_SORT.value, width=260, name="machine-sort")
         self.previous = Button(label="◀ Previous", width=110, name="machines-previous", disabled=True)
         self.next = Button(label="Next ▶", width=110, name="machines-next", disabled=True)
         self.info = Div(text="", name="machines-page")
-        self.message = Div(text="", name="page-message", sizing_mode="stretch_width")
+        # No room while empty: at 1,280 × 800 the alerts panel and this table share every pixel of height.
+        self.message = message_div("page-message")
         self.columns = _columns()
         self.headers = [self._header(c) for c in self.columns]
         width = sum(c.width for c in self.columns)
@@ -110,10 +133,12 @@ class MachinesView:
             selectable=True,
             index_position=None,
             width=width + 18,  # and room for the vertical scroll bar
-            height=520,
+            height=420,
             margin=(0, 5, 5, 5),
+            css_classes=["sendense-machines"],
             name="machines-table",
         )
+        redraw_on_change(self.source, self.table)  # the alert column is patched in place
         header = row(*self.headers, spacing=0, margin=(5, 5, 0, 5), name="machines-header")
         self.layout = column(
             row(self.search, self.sort, self.previous, self.next, self.info), self.message, header, self.table
@@ -179,18 +204,39 @@ class MachinesView:
             return
         if asked != self._asked:
             return
-        self.total = int(page.get("total", 0))
         rows = page.get("machines") or []
+        firing = await self._firing([m["vm_name"] for m in rows]) or {}
+        if asked != self._asked:
+            return
+        self.total = int(page.get("total", 0))
         self.message.text = (
             ""
             if self.total or self.search.value_input
             else message_html("No machines yet: no backup job has been created.")
         )
         self.source.selected.indices = []
-        replace_rows(self.source, machines_columns([]), machines_columns(rows))
+        replace_rows(self.source, _rows([], {}), _rows(rows, firing))
         self.info.text = page_text(self.offset, len(rows), self.total)
         self.previous.disabled = self.offset == 0
         self.next.disabled = self.offset + len(rows) >= self.total
+
+    async def _firing(self, vm_names: list[str]) -> dict[str, dict[str, int]] | None:
+        try:
+            return await firing_by_machine(self.api, vm_names) if vm_names else {}
+        except ApiError:
+            return None  # the alerts panel says why; the machines still show
+
+    async def load_alerts(self) -> None:
+        """Re-read the firing alerts of the machines shown; patch the column in place when they changed."""
+        names = list(self.source.data["vm_name"])
+        if not names:
+            return
+        firing = await self._firing(names)
+        if firing is None or list(self.source.data["vm_name"]) != names:  # unread, or another page came
+            return
+        columns = machine_alert_columns(names, firing)
+        if any(list(self.source.data[key]) != values for key, values in columns.items()):
+            self.source.patch({key: [(slice(0, len(names)), values)] for key, values in columns.items()})
 
     def vm_at(self, index: int) -> str | None:
         """The VM on row `index` of the page shown, or None when the page changed under the click."""

@@ -1,11 +1,19 @@
-"""Dialog tab Summary: VM info, KPI cards, the failure risk's reasons and the backup history table."""
+"""Dialog tab Summary: VM info, KPI cards, the failure risk's reasons, the machine's alerts and the backup history."""
 
 from __future__ import annotations
 
 from html import escape
 
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, DataTable, Div, HTMLTemplateFormatter, NumberFormatter, TableColumn
+from bokeh.models import (
+    ColumnDataSource,
+    DataTable,
+    Div,
+    HTMLTemplateFormatter,
+    NumberFormatter,
+    TableColumn,
+    UIElement,
+)
 
 from dashboards.app.shaping import format_bytes, format_rate, format_time, history_columns, risk_text, rpo_text
 from dashboards.app.views.common import cards_html, replace_rows
@@ -18,9 +26,9 @@ _RISK_LABEL = "Failure risk"
 
 
 class SummaryView:
-    """Fills itself from one GET /machines/{vm_name} answer."""
+    """Fills itself from one GET /machines/{vm_name} answer; `alerts` (the machine's alerts) goes under the KPIs."""
 
-    def __init__(self) -> None:
+    def __init__(self, alerts: UIElement) -> None:
         self.source = ColumnDataSource(history_columns([]), name="history-source")
         self.info = Div(text="", name="vm-info", sizing_mode="stretch_width")
         self.kpis = Div(text="", name="summary-kpis", sizing_mode="stretch_width")
@@ -47,9 +55,10 @@ class SummaryView:
             width=955 + 18,  # the columns, and room for the vertical scroll bar
             height=260,
             index_position=None,
+            css_classes=["sendense-history"],
             name="history-table",
         )
-        self.layout = column(self.info, self.kpis, self.risk, Div(text="<b>Backup history</b>"), self.table)
+        self.layout = column(self.info, self.kpis, self.risk, alerts, Div(text="<b>Backup history</b>"), self.table)
 
     def update(self, machine: dict) -> None:
         info = machine.get("machine") or {}
@@ -84,8 +93,8 @@ class SummaryView:
 
 def risk_card(risk: dict | None) -> tuple[str, str, str]:
     """The failure-risk card: its level and score, e.g. "high 26 %"."""
-    level, _ = risk_text(risk)
-    return (_RISK_LABEL, f"{level} {round(100 * float(risk['score']))} %" if risk and level else "—", "kpi-risk")
+    score, level, _ = risk_text(risk)
+    return (_RISK_LABEL, f"{level} {score}" if score else "—", "kpi-risk")
 
 
 def risk_html(risk: dict | None) -> str:

@@ -1,1 +1,1 @@
-"""Delivery of the outbox's notifications to their channels."""
+"""Delivery of the outbox's notifications: one `Channel` per way out (webhook, e-mail, ...), run by `OutboxSender`."""

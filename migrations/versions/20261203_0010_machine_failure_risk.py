@@ -8,8 +8,8 @@ NULL until then (an existing estate gets them from the next full reconcile, dail
 `sendense reconcile --all`). No index: GET /machines?sort=risk orders by the logit plus the RPO term,
 an expression, as sort=rpo does.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
