@@ -21,6 +21,16 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 def evaluator(engine, settings):
+    # Configuration of every machine belongs to no test: tests that set it restore it, and what an interrupted
+    # run left behind (an override or a silence of a whole rule) is removed here.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alert_rule_overrides WHERE vm_name = ''"))
+        conn.execute(
+            text(
+                "UPDATE alert_silences SET ended_at = UTC_TIMESTAMP(6), ended_by = 'test-setup' "
+                "WHERE vm_name IS NULL AND ended_at IS NULL"
+            )  # fmt: skip
+        )
     alert_settings = dataclasses.replace(settings.alerts, hold_down=0.0, webhook_url="http://127.0.0.1:9/hook")
     return AlertEvaluator(AlertStore(engine), HeartbeatStore(engine), alert_settings, rpo_default=86_400)
 
