@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.rollup import pushdown
 from pipeline.rollup.metrics import DiskSummary, JobTotals, SampleColumns
+from pipeline.rollup.pushdown import Bucket, JobAggregates, Point
 from pipeline.tsdb import queries
 from pipeline.tsdb.encoding import STAGES
 from pipeline.tsdb.influx import SyncInflux
@@ -34,6 +36,21 @@ class JobWindow:
     start_ns: int
     end_ns: int
     disk_margin_ns: int = 0
+
+
+def _first_row(result: dict) -> list | None:
+    series = result.get("series")
+    return series[0]["values"][0] if series else None
+
+
+def _values(result: dict) -> list[list]:
+    series = result.get("series")
+    return series[0]["values"] if series else []
+
+
+def _point(row: list) -> Point:
+    t, speed, progress, phase = row
+    return Point(int(t), int(speed or 0), float(progress or 0.0), phase or "")
 
 
 class TelemetryReader:
@@ -72,6 +89,46 @@ class TelemetryReader:
                     [None] * len(rows),
                 )
         return columns
+
+    def aggregates(self, window: JobWindow, buckets: int = 100) -> JobAggregates | None:
+        """The job-level figures and curve computed by InfluxDB (three requests, whatever the job's
+        length, plus one for the points of the buckets where the phase changes).
+
+        None when the points are not all the API's own (a point without speed, progress or phase,
+        written by someone else): `samples()` reads those as every point, the only way to count them
+        as the rollup always has. Also None for a job without job-level points.
+        """
+        results = self.influx.query(
+            *queries.job_aggregates(self.source, window.job_id, window.start_ns, window.end_ns), epoch="ms"
+        )
+        rows = [_first_row(r) for r in results]
+        if rows[0] is None or rows[1] is None or rows[2] is None or rows[3] is None:
+            return None
+        _, speeds, progresses, phases, integral = rows[0]
+        if not speeds or not (speeds == progresses == phases):
+            return None
+        first, last, peak = (_point(r) for r in rows[1:4])
+        low = _point(rows[4]) if rows[4] is not None else None
+        width = pushdown.bucket_width_ms(first.t_ms, last.t_ms, buckets)
+        query = queries.job_buckets(self.source, window.job_id, window.start_ns, window.end_ns, first.t_ms, width)
+        curve, distinct = self.influx.query(*query, epoch="ms")
+        phases_in = {t: n for t, n in _values(distinct)}
+        found = tuple(
+            Bucket(int(t), int(n), float(mean or 0.0), float(p or 0.0), a or "", b or "", int(phases_in.get(t, 1)))
+            for t, n, mean, p, a, b in _values(curve)
+        )
+        changed = pushdown.changed_buckets(found, first.phase)
+        changes: list[tuple[int, str]] = []
+        if changed:
+            ranges = [(found[i].start_ms, found[i].start_ms + width) for i in changed]
+            query = queries.job_phase_points(self.source, window.job_id, window.start_ns, window.end_ns, ranges)
+            answers = self.influx.query(*query, epoch="ms")
+            before = [found[i - 1].last_phase if i else first.phase for i in changed]
+            changes = pushdown.phase_changes(
+                (b, [(int(t), p) for t, p in _values(a)]) for b, a in zip(before, answers, strict=True)
+            )
+        durations = pushdown.phase_runs(first, last.t_ms, changes)
+        return JobAggregates(int(speeds), first, last, peak, low, float(integral or 0.0), found, durations)
 
     def totals(self, window: JobWindow) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""

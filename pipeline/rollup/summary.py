@@ -44,11 +44,17 @@ class JobSummarizer:
     are final (its terminal update commits only after every acknowledged point is in InfluxDB, and
     later updates are refused), so both compute the same summary from the same row and points.
     Blocking (the reader is synchronous); the API runs it in a worker thread.
+
+    The figures and the chart come from InfluxDB's aggregates (`TelemetryReader.aggregates`); a job
+    whose every point fits the chart, or with points the API did not write, is read point by point. `pushdown=False` reads every
+    point always: the reference the pushed-down figures are tested against.
     """
 
-    def __init__(self, reader: TelemetryReader, max_chart_points: int) -> None:
+    def __init__(self, reader: TelemetryReader, max_chart_points: int, *, pushdown: bool = True) -> None:
         self.reader = reader
         self.max_chart_points = max_chart_points
+        self.pushdown = pushdown
+        """Figures from InfluxDB's aggregates (False: from every point read, the reference they equal)."""
 
     def summarize(self, job: Row, conn: Connection, *, curves: bool = True) -> tuple[dict, dict[int, list[dict]]]:
         """(performance_metrics, {disk_index: curve}) of a finished job row with `SUMMARY_COLUMNS`;
@@ -65,16 +71,24 @@ class JobSummarizer:
         ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
         # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
         window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
-        samples, disks, totals = reader.samples(window), reader.disks(window), reader.totals(window)
+        disks, totals = reader.disks(window), reader.totals(window)
+        aggregates = reader.aggregates(window, self.max_chart_points) if self.pushdown else None
+        if aggregates is not None and aggregates.count > self.max_chart_points:
+            samples = aggregates.curve()
+            figures = aggregates.figures(common["started_at"], common["completed_at"])
+            duration, avg = figures.duration, figures.avg_speed
+        else:
+            samples, figures = reader.samples(window), None
+            duration, avg = headline(samples, started_at=common["started_at"], completed_at=common["completed_at"])
         extra: dict = {}
         limiting = bottleneck(reader.stage_loads(window))
         if limiting is not None:
             extra["bottleneck"] = limiting  # the mean load of each stage over the run, and the busiest
         if job.status == "completed":  # a failed or cancelled run is unusual by its status already
-            duration, avg = headline(samples, started_at=common["started_at"], completed_at=common["completed_at"])
             run = RunFigures(duration, totals.bytes_transferred, round(avg))
             previous = previous_runs(conn, job.vm_name, job.backup_type, job.id, job.created_at)
             extra["anomalies"] = [a.as_dict() for a in detect_anomalies(run, previous)]
             extra["anomaly_baseline_runs"] = len(previous)
         kept = reader.disk_curves(window) if disks and curves else {}
-        return rollup_metrics(samples, disks=disks, totals=totals, extra=extra, **common), kept
+        metrics = rollup_metrics(samples, disks=disks, totals=totals, extra=extra, figures=figures, **common)
+        return metrics, kept

@@ -22,6 +22,9 @@ __all__ = [
     "disk_curves",
     "disk_stats",
     "drop_series",
+    "job_aggregates",
+    "job_buckets",
+    "job_phase_points",
     "job_samples",
     "job_totals",
     "retention_policy",
@@ -61,6 +64,47 @@ def job_samples(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
     """Every job-level point's speed, progress and phase (the curve's columns only)."""
     text = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {src} {_JOB_LEVEL}"
     return Query(text, _window(job_id, start_ns, end_ns))
+
+
+_POINT = "progress_percent, current_phase"
+
+
+def job_aggregates(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
+    """Five statements over the job-level points: the counts of the curve's three fields and the
+    speed's integral; then the first, last, peak and minimum non-zero point (each selector alone, so
+    that its row carries that point's time, progress and phase)."""
+    text = (
+        f"SELECT count(transfer_speed_bps), count(progress_percent), count(current_phase), "
+        f"integral(transfer_speed_bps, 1s) FROM {src} {_JOB_LEVEL}; "
+        f"SELECT first(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
+        f"SELECT last(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
+        f"SELECT max(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
+        f"SELECT min(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL} AND transfer_speed_bps != 0"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def job_buckets(src: str, job_id: str, start_ns: int, end_ns: int, first_ms: int, width_ms: int) -> Query:
+    """The job's curve in buckets of `width_ms` from its first point: count, mean speed, last progress,
+    first and last phase, and how many distinct phases (a bucket may hold a phase change)."""
+    text = (
+        f"SELECT count(transfer_speed_bps), mean(transfer_speed_bps), last(progress_percent), "
+        f"first(current_phase), last(current_phase) FROM {src} {_JOB_LEVEL} "
+        f"GROUP BY time({int(width_ms)}ms, {int(first_ms) % int(width_ms)}ms) fill(none); "
+        f"SELECT count(distinct(current_phase)) FROM {src} {_JOB_LEVEL} "
+        f"GROUP BY time({int(width_ms)}ms, {int(first_ms) % int(width_ms)}ms) fill(none)"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def job_phase_points(src: str, job_id: str, start_ns: int, end_ns: int, ranges_ms: list[tuple[int, int]]) -> Query:
+    """Each given [from, to) range's points' phases, one statement per range (InfluxQL's WHERE
+    cannot OR time ranges together)."""
+    statements = [
+        f"SELECT current_phase FROM {src} {_JOB_LEVEL} AND time >= {int(lo)}ms AND time < {int(hi)}ms"
+        for lo, hi in ranges_ms
+    ]
+    return Query("; ".join(statements), _window(job_id, start_ns, end_ns))
 
 
 def job_totals(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
