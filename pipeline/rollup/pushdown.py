@@ -2,10 +2,10 @@
 
 InfluxDB answers a finished job's count, peak, minimum non-zero, first and last point and the speed's
 integral (the same trapezoids as `time_weighted_average`) in one request, and its curve in buckets
-(mean speed, last progress and phase). What it cannot answer is when the phase changed; buckets say
-where it may have (more than one phase in the bucket, or a first phase that is not the previous
-bucket's last), and only those buckets' points are read. `phase_runs` turns the changes found into
-the same per-phase seconds `phase_durations` computes from every point.
+(mean speed, last progress and phase) in another, sent at the same time. What it cannot answer is
+when the phase changed; buckets say where it may have (more than one phase in the bucket, or one
+that is not the previous bucket's last), and only those buckets' points are read. `phase_runs` turns
+the changes found into the same per-phase seconds `phase_durations` computes from every point.
 
 Every function here is pure; `pipeline/rollup/reader.py` sends the queries and hands over the rows.
 """
@@ -44,13 +44,11 @@ class Bucket:
     """One `GROUP BY time()` bucket of the job's curve (`start_ms` is the bucket's, not a point's)."""
 
     start_ms: int
-    count: int
     mean_speed: float
     last_progress: float
-    first_phase: str
     last_phase: str
     phases: int
-    """Distinct phases among the bucket's points."""
+    """Distinct phases among the bucket's points (with one, it is `last_phase` throughout)."""
 
 
 def _phase(name: str | None) -> str:
@@ -67,11 +65,11 @@ def bucket_width_ms(first_ms: int, last_ms: int, buckets: int) -> int:
 
 def changed_buckets(buckets: Sequence[Bucket], first_phase: str) -> list[int]:
     """Indices of the buckets in which the phase may change: more than one phase among their points,
-    or a first phase other than the last one before them (the previous bucket's, or the job's first)."""
+    or one phase other than the last one before them (the previous bucket's, or the job's first)."""
     previous = _phase(first_phase)
     found = []
     for i, bucket in enumerate(buckets):
-        if bucket.phases > 1 or _phase(bucket.first_phase) != previous:
+        if bucket.phases > 1 or _phase(bucket.last_phase) != previous:
             found.append(i)
         previous = _phase(bucket.last_phase)
     return found

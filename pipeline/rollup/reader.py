@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -18,6 +20,9 @@ from pipeline.tsdb.influx import SyncInflux
 __all__ = ["JobWindow", "TelemetryReader"]
 
 _DISK_INDEX = re.compile(r"[0-9]{1,3}")
+# The pushed-down rollup's two first requests go at once: InfluxDB answers each on its own core.
+# (httpx clients may be shared between threads.)
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="influx-aggregates")
 # Every query is bounded by the job's time window (pipeline/tsdb/queries.py): InfluxDB then opens only
 # the shards of those days, and a field of the wrong type written into another day's shard (by another
 # writer) cannot change the type InfluxDB answers this job's fields with.
@@ -51,6 +56,11 @@ def _values(result: dict) -> list[list]:
 def _point(row: list) -> Point:
     t, speed, progress, phase = row
     return Point(int(t), int(speed or 0), float(progress or 0.0), phase or "")
+
+
+def _point_with(rows: list[list], speed: int) -> Point:
+    """The point of `rows` (those of one millisecond) with the speed a selector found there."""
+    return next((_point(r) for r in rows if r[1] == speed), _point(rows[0]))
 
 
 class TelemetryReader:
@@ -91,44 +101,45 @@ class TelemetryReader:
         return columns
 
     def aggregates(self, window: JobWindow, buckets: int = 100) -> JobAggregates | None:
-        """The job-level figures and curve computed by InfluxDB (three requests, whatever the job's
-        length, plus one for the points of the buckets where the phase changes).
+        """The job-level figures and curve computed by InfluxDB: two requests sent at once (figures;
+        buckets), whatever the job's length, then one for the peak's and the minimum's points and the
+        points of the buckets where the phase changes.
 
-        None when the points are not all the API's own (a point without speed, progress or phase,
-        written by someone else): `samples()` reads those as every point, the only way to count them
-        as the rollup always has. Also None for a job without job-level points.
+        None when the points are not all the API's own (a point without progress or phase, written by
+        someone else): `samples()` reads those as every point, the only way to count them as the rollup
+        always has. Also None for a job without job-level points.
         """
-        results = self.influx.query(
-            *queries.job_aggregates(self.source, window.job_id, window.start_ns, window.end_ns), epoch="ms"
-        )
-        rows = [_first_row(r) for r in results]
-        if rows[0] is None or rows[1] is None or rows[2] is None or rows[3] is None:
+        start, end = window.start_ns, window.end_ns
+        width = pushdown.bucket_width_ms(start // 10**6, end // 10**6, buckets)
+        query = partial(self.influx.query, epoch="ms")
+        figures = _POOL.submit(query, *queries.job_aggregates(self.source, window.job_id, start, end))
+        curve, distinct, fields = query(*queries.job_buckets(self.source, window.job_id, start, end, width))
+        head, first_row, last_row, peak_row, low_row = (_first_row(r) for r in figures.result())
+        if head is None or first_row is None or last_row is None or peak_row is None or not head[1]:
             return None
-        _, speeds, progresses, phases, integral = rows[0]
-        if not speeds or not (speeds == progresses == phases):
+        count = int(head[1])
+        if (_first_row(fields) or [None])[1:] != [count, count]:
             return None
-        first, last, peak = (_point(r) for r in rows[1:4])
-        low = _point(rows[4]) if rows[4] is not None else None
-        width = pushdown.bucket_width_ms(first.t_ms, last.t_ms, buckets)
-        query = queries.job_buckets(self.source, window.job_id, window.start_ns, window.end_ns, first.t_ms, width)
-        curve, distinct = self.influx.query(*query, epoch="ms")
-        phases_in = {t: n for t, n in _values(distinct)}
+        first, last = _point(first_row), _point(last_row)
+        phases_in = dict(_values(distinct))
         found = tuple(
-            Bucket(int(t), int(n), float(mean or 0.0), float(p or 0.0), a or "", b or "", int(phases_in.get(t, 1)))
-            for t, n, mean, p, a, b in _values(curve)
+            Bucket(int(t), float(mean or 0.0), float(p or 0.0), phase or "", int(phases_in.get(t, 1)))
+            for t, mean, p, phase in _values(curve)
         )
         changed = pushdown.changed_buckets(found, first.phase)
-        changes: list[tuple[int, str]] = []
-        if changed:
-            ranges = [(found[i].start_ms, found[i].start_ms + width) for i in changed]
-            query = queries.job_phase_points(self.source, window.job_id, window.start_ns, window.end_ns, ranges)
-            answers = self.influx.query(*query, epoch="ms")
-            before = [found[i - 1].last_phase if i else first.phase for i in changed]
-            changes = pushdown.phase_changes(
-                (b, [(int(t), p) for t, p in _values(a)]) for b, a in zip(before, answers, strict=True)
-            )
+        # One request: the peak's and the minimum's points (found by their millisecond), then the
+        # changed buckets' points.
+        exact = [(int(peak_row[0]), peak_row[1])] + ([(int(low_row[0]), low_row[1])] if low_row is not None else [])
+        ranges = [(t, t + 1) for t, _ in exact] + [(found[i].start_ms, found[i].start_ms + width) for i in changed]
+        answers = [_values(a) for a in query(*queries.job_points_at(self.source, window.job_id, start, end, ranges))]
+        peak = _point_with(answers[0], exact[0][1])
+        low = _point_with(answers[1], exact[1][1]) if low_row is not None else None
+        before = [found[i - 1].last_phase if i else first.phase for i in changed]
+        changes = pushdown.phase_changes(
+            (b, [(int(r[0]), r[3]) for r in rows]) for b, rows in zip(before, answers[len(exact) :], strict=True)
+        )
         durations = pushdown.phase_runs(first, last.t_ms, changes)
-        return JobAggregates(int(speeds), first, last, peak, low, float(integral or 0.0), found, durations)
+        return JobAggregates(count, first, last, peak, low, float(head[2] or 0.0), found, durations)
 
     def totals(self, window: JobWindow) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""

@@ -46,8 +46,8 @@ class JobSummarizer:
     Blocking (the reader is synchronous); the API runs it in a worker thread.
 
     The figures and the chart come from InfluxDB's aggregates (`TelemetryReader.aggregates`); a job
-    whose every point fits the chart, or with points the API did not write, is read point by point. `pushdown=False` reads every
-    point always: the reference the pushed-down figures are tested against.
+    whose every point fits the chart, or with points the API did not write, is read point by point.
+    `pushdown=False` reads every point always: the reference the pushed-down figures are tested against.
     """
 
     def __init__(self, reader: TelemetryReader, max_chart_points: int, *, pushdown: bool = True) -> None:

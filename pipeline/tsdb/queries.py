@@ -24,7 +24,7 @@ __all__ = [
     "drop_series",
     "job_aggregates",
     "job_buckets",
-    "job_phase_points",
+    "job_points_at",
     "job_samples",
     "job_totals",
     "retention_policy",
@@ -70,38 +70,39 @@ _POINT = "progress_percent, current_phase"
 
 
 def job_aggregates(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
-    """Five statements over the job-level points: the counts of the curve's three fields and the
-    speed's integral; then the first, last, peak and minimum non-zero point (each selector alone, so
-    that its row carries that point's time, progress and phase)."""
+    """Five statements over the job-level points: their count and the speed's integral; the first and
+    last point (each selector alone, so that its row carries that point's time, progress and phase);
+    the peak and the minimum non-zero speed with their times (the other fields of those two points
+    cost a scan each: `job_points_at` reads them by time)."""
     text = (
-        f"SELECT count(transfer_speed_bps), count(progress_percent), count(current_phase), "
-        f"integral(transfer_speed_bps, 1s) FROM {src} {_JOB_LEVEL}; "
+        f"SELECT count(transfer_speed_bps), integral(transfer_speed_bps, 1s) FROM {src} {_JOB_LEVEL}; "
         f"SELECT first(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
         f"SELECT last(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
-        f"SELECT max(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
-        f"SELECT min(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL} AND transfer_speed_bps != 0"
+        f"SELECT max(transfer_speed_bps) FROM {src} {_JOB_LEVEL}; "
+        f"SELECT min(transfer_speed_bps) FROM {src} {_JOB_LEVEL} AND transfer_speed_bps != 0"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
 
 
-def job_buckets(src: str, job_id: str, start_ns: int, end_ns: int, first_ms: int, width_ms: int) -> Query:
-    """The job's curve in buckets of `width_ms` from its first point: count, mean speed, last progress,
-    first and last phase, and how many distinct phases (a bucket may hold a phase change)."""
+def job_buckets(src: str, job_id: str, start_ns: int, end_ns: int, width_ms: int) -> Query:
+    """Three statements: the job's curve in buckets of `width_ms` from the window's start (mean speed,
+    last progress and phase), how many distinct phases each bucket holds (where the phase may change),
+    and how many points carry a progress and a phase (all of them, when the API wrote them)."""
+    group = f"GROUP BY time({int(width_ms)}ms, {(int(start_ns) // 10**6) % int(width_ms)}ms) fill(none)"
     text = (
-        f"SELECT count(transfer_speed_bps), mean(transfer_speed_bps), last(progress_percent), "
-        f"first(current_phase), last(current_phase) FROM {src} {_JOB_LEVEL} "
-        f"GROUP BY time({int(width_ms)}ms, {int(first_ms) % int(width_ms)}ms) fill(none); "
-        f"SELECT count(distinct(current_phase)) FROM {src} {_JOB_LEVEL} "
-        f"GROUP BY time({int(width_ms)}ms, {int(first_ms) % int(width_ms)}ms) fill(none)"
+        f"SELECT mean(transfer_speed_bps), last(progress_percent), last(current_phase) FROM {src} {_JOB_LEVEL} "
+        f"{group}; "
+        f"SELECT count(distinct(current_phase)) FROM {src} {_JOB_LEVEL} {group}; "
+        f"SELECT count(progress_percent), count(current_phase) FROM {src} {_JOB_LEVEL}"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
 
 
-def job_phase_points(src: str, job_id: str, start_ns: int, end_ns: int, ranges_ms: list[tuple[int, int]]) -> Query:
-    """Each given [from, to) range's points' phases, one statement per range (InfluxQL's WHERE
-    cannot OR time ranges together)."""
+def job_points_at(src: str, job_id: str, start_ns: int, end_ns: int, ranges_ms: list[tuple[int, int]]) -> Query:
+    """The job-level points (time, speed, progress, phase) in each given [from, to) millisecond range,
+    one statement per range (InfluxQL's WHERE cannot OR time ranges together)."""
     statements = [
-        f"SELECT current_phase FROM {src} {_JOB_LEVEL} AND time >= {int(lo)}ms AND time < {int(hi)}ms"
+        f"SELECT transfer_speed_bps, {_POINT} FROM {src} {_JOB_LEVEL} AND time >= {int(lo)}ms AND time < {int(hi)}ms"
         for lo, hi in ranges_ms
     ]
     return Query("; ".join(statements), _window(job_id, start_ns, end_ns))

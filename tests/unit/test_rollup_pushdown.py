@@ -16,8 +16,8 @@ from pipeline.rollup.pushdown import (
 )
 
 
-def _bucket(start: int, first: str, last: str, phases: int = 1) -> Bucket:
-    return Bucket(start, 10, 5.0, 1.0, first, last, phases)
+def _bucket(start: int, last: str, phases: int = 1) -> Bucket:
+    return Bucket(start, 5.0, 1.0, last, phases)
 
 
 def test_bucket_width_covers_the_span_in_whole_milliseconds():
@@ -30,19 +30,19 @@ def test_bucket_width_covers_the_span_in_whole_milliseconds():
 
 def test_changed_buckets_are_mixed_ones_and_ones_starting_in_another_phase():
     buckets = [
-        _bucket(0, "a", "a"),
-        _bucket(10, "a", "b", phases=2),  # a change inside
-        _bucket(20, "b", "b"),
-        _bucket(30, "c", "c"),  # a change at its first point
-        _bucket(40, "c", "c", phases=2),  # c, d, c: first and last agree, yet it changed twice
+        _bucket(0, "a"),
+        _bucket(10, "b", phases=2),  # a change inside
+        _bucket(20, "b"),
+        _bucket(30, "c"),  # a change at its first point
+        _bucket(40, "c", phases=2),  # c, d, c: it ends as it began, yet it changed twice
     ]
     assert changed_buckets(buckets, "a") == [1, 3, 4]
-    assert changed_buckets([_bucket(0, "b", "b")], "a") == [0]
+    assert changed_buckets([_bucket(0, "b")], "a") == [0]
 
 
 def test_phase_names_are_compared_as_the_column_keeps_them():
     long_a, long_b = "x" * 100 + "A", "x" * 100 + "B"
-    assert changed_buckets([_bucket(0, long_b, long_b)], long_a) == []
+    assert changed_buckets([_bucket(0, long_b)], long_a) == []
     assert phase_changes([(long_a, [(1, long_b), (2, None)])]) == [(2, "")]
 
 
@@ -85,7 +85,7 @@ def test_one_point_takes_its_duration_from_the_row_and_its_own_speed():
 def test_curve_puts_bucket_means_inside_the_span_and_keeps_the_exact_points():
     first, last = Point(1005, 10, 0.0, "a"), Point(2995, 30, 100.0, "b")
     peak = Point(2000, 999, 50.0, "a")
-    buckets = (Bucket(1005, 5, 20.0, 40.0, "a", "a", 1), Bucket(2005, 5, 25.0, 100.0, "a", "b", 2))
+    buckets = (Bucket(1005, 20.0, 40.0, "a", 1), Bucket(2005, 25.0, 100.0, "b", 2))
     agg = JobAggregates(10, first, last, peak, Point(1500, 3, 20.0, "a"), 1.0, buckets, {})
     curve = agg.curve()
     t, speed, progress = curve.arrays()[:3]
