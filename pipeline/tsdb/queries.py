@@ -15,6 +15,7 @@ from pipeline.tsdb.influx import quote_ident, validate_duration
 
 __all__ = [
     "Query",
+    "chart_after",
     "chart_bounds",
     "chart_buckets",
     "chart_points",
@@ -170,6 +171,17 @@ def chart_buckets(
         f"GROUP BY time({int(bucket_s)}s) fill(none)"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def chart_after(src: str, job_id: str, start_ns: int, end_ns: int, after_ns: int, limit: int) -> Query:
+    """The job-level points after `after_ns` (at most `limit`, oldest first) with their stage loads:
+    what a live chart appends."""
+    loads = ", ".join(f"load_{stage}" for stage in STAGES)
+    text = (
+        f"SELECT transfer_speed_bps, progress_percent, current_phase, {loads} FROM {src} {_JOB_LEVEL} "
+        f"AND time > $after LIMIT {int(limit)}"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns) | {"after": int(after_ns)})
 
 
 # --- the purge --------------------------------------------------------------------------------------
