@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
+from functools import partial
 
 from anyio import to_thread
 from sqlalchemy import Engine, select
@@ -56,6 +58,7 @@ class TelemetryHistory:
         self.source = queries.source(influx.settings.database, raw_rp)
         # Live jobs' charts, extended with new points and shared by the readers of one refresh.
         self.live = LiveCharts(influx, self.source)
+        self._rows_in_flight: dict[str, asyncio.Future] = {}
 
     def _job(self, job_id: str):
         with self.engine.connect() as conn:
@@ -77,6 +80,21 @@ class TelemetryHistory:
                 ).where(backup_jobs.c.id == job_id)
             ).first()
 
+    async def _row(self, job_id: str):
+        """The job's row; readers asking while a read of it is in flight share that read (viewers of
+        one live job refresh together: one MySQL read for all of them, as for InfluxDB)."""
+        pending = self._rows_in_flight.get(job_id)
+        if pending is None:
+            pending = asyncio.ensure_future(to_thread.run_sync(self._job, job_id))
+            self._rows_in_flight[job_id] = pending
+            pending.add_done_callback(partial(self._row_read, job_id))
+        # Shielded: one reader going away must not cancel the read the others wait for.
+        return await asyncio.shield(pending)
+
+    def _row_read(self, job_id: str, done: asyncio.Future) -> None:
+        if self._rows_in_flight.get(job_id) is done:
+            del self._rows_in_flight[job_id]
+
     async def get(self, job_id: str, since: int | None = None) -> dict | None:
         """The history response for one job, or None if the job does not exist.
 
@@ -86,7 +104,7 @@ class TelemetryHistory:
         if cached is not None:
             self._rolled_up.move_to_end(job_id)
             return cached
-        job = await to_thread.run_sync(self._job, job_id)
+        job = await self._row(job_id)
         if job is None:
             return None
         if job.status != "running":
@@ -199,7 +217,9 @@ class TelemetryHistory:
         return await self._eta(job, chart, origin)
 
     async def _eta(self, job, chart: list[dict], origin: float | None) -> dict:
-        baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
+        baseline = self.baselines.cached(job.vm_name, job.backup_type)
+        if baseline is None:
+            baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
         estimate = estimate_eta(
             [(p["t"], p["p"]) for p in chart],
             history_speed_bps=baseline.avg_speed_bps,
