@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from pipeline.rollup.metrics import MAX_PHASE_LENGTH, CurveFigures, SampleColumns
+from pipeline.rollup.metrics import MAX_PHASE_LENGTH, CurveFigures, JobTotals, SampleColumns
 
 __all__ = [
     "Bucket",
@@ -115,6 +115,10 @@ class JobAggregates:
     """The speed integrated over time in seconds (bytes): InfluxDB's trapezoids over every point."""
     buckets: tuple[Bucket, ...]
     phase_durations: dict[str, float]
+    totals: JobTotals = JobTotals()
+    """The last byte counts and the largest worker count (asked in the same request)."""
+    stage_loads: dict[str, float | None] = field(default_factory=dict)
+    """Each stage's mean load (asked in the same request)."""
 
     def figures(self, started_at: float | None, completed_at: float | None) -> CurveFigures:
         """The headline figures, as `rollup_metrics` would compute them from every point."""

@@ -58,6 +58,21 @@ def _point(row: list) -> Point:
     return Point(int(t), int(speed or 0), float(progress or 0.0), phase or "")
 
 
+def _totals(result: dict) -> JobTotals:
+    row = _first_row(result)
+    if row is None:
+        return JobTotals()
+    _, sent, total, workers = row
+    return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
+
+
+def _loads(result: dict) -> dict[str, float | None]:
+    row = _first_row(result)
+    if row is None:
+        return dict.fromkeys(STAGES)
+    return {stage: None if v is None else float(v) for stage, v in zip(STAGES, row[1:], strict=True)}
+
+
 def _point_with(rows: list[list], speed: int) -> Point:
     """The point of `rows` (those of one millisecond) with the speed a selector found there."""
     return next((_point(r) for r in rows if r[1] == speed), _point(rows[0]))
@@ -113,8 +128,9 @@ class TelemetryReader:
         width = pushdown.bucket_width_ms(start // 10**6, end // 10**6, buckets)
         query = partial(self.influx.query, epoch="ms")
         figures = _POOL.submit(query, *queries.job_aggregates(self.source, window.job_id, start, end))
-        curve, distinct, fields = query(*queries.job_buckets(self.source, window.job_id, start, end, width))
-        head, first_row, last_row, peak_row, low_row = (_first_row(r) for r in figures.result())
+        curve, distinct, fields, loads = query(*queries.job_buckets(self.source, window.job_id, start, end, width))
+        *answers, totals = figures.result()
+        head, first_row, last_row, peak_row, low_row = (_first_row(r) for r in answers)
         if head is None or first_row is None or last_row is None or peak_row is None or not head[1]:
             return None
         count = int(head[1])
@@ -139,25 +155,18 @@ class TelemetryReader:
             (b, [(int(r[0]), r[3]) for r in rows]) for b, rows in zip(before, answers[len(exact) :], strict=True)
         )
         durations = pushdown.phase_runs(first, last.t_ms, changes)
-        return JobAggregates(count, first, last, peak, low, float(head[2] or 0.0), found, durations)
+        integral = float(head[2] or 0.0)
+        return JobAggregates(count, first, last, peak, low, integral, found, durations, _totals(totals), _loads(loads))
 
     def totals(self, window: JobWindow) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""
         result = self.influx.query(*queries.job_totals(self.source, window.job_id, window.start_ns, window.end_ns))
-        series = result[0].get("series") if result else None
-        if not series:
-            return JobTotals()
-        _, sent, total, workers = series[0]["values"][0]
-        return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
+        return _totals(result[0] if result else {})
 
     def stage_loads(self, window: JobWindow) -> dict[str, float | None]:
         """Each stage's mean load over the job's job-level points (None for a stage never reported)."""
         result = self.influx.query(*queries.stage_means(self.source, window.job_id, window.start_ns, window.end_ns))
-        series = result[0].get("series") if result else None
-        if not series:
-            return dict.fromkeys(STAGES)
-        values = series[0]["values"][0][1:]
-        return {stage: None if v is None else float(v) for stage, v in zip(STAGES, values, strict=True)}
+        return _loads(result[0] if result else {})
 
     def disk_curves(self, window: JobWindow, max_points: int = 60, max_disks: int = 32) -> dict[int, list[dict]]:
         """Each disk's speed curve in at most about `max_points` buckets (mean speed, last progress), `t` in

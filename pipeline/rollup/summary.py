@@ -71,8 +71,12 @@ class JobSummarizer:
         ends = [m for m in (job.completed_at, job.last_telemetry_at) if m is not None]
         # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
         window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
-        disks, totals = reader.disks(window), reader.totals(window)
+        disks = reader.disks(window)
         aggregates = reader.aggregates(window, self.max_chart_points) if self.pushdown else None
+        if aggregates is not None:
+            totals, loads = aggregates.totals, aggregates.stage_loads
+        else:
+            totals, loads = reader.totals(window), reader.stage_loads(window)
         if aggregates is not None and aggregates.count > self.max_chart_points:
             samples = aggregates.curve()
             figures = aggregates.figures(common["started_at"], common["completed_at"])
@@ -81,7 +85,7 @@ class JobSummarizer:
             samples, figures = reader.samples(window), None
             duration, avg = headline(samples, started_at=common["started_at"], completed_at=common["completed_at"])
         extra: dict = {}
-        limiting = bottleneck(reader.stage_loads(window))
+        limiting = bottleneck(loads)
         if limiting is not None:
             extra["bottleneck"] = limiting  # the mean load of each stage over the run, and the busiest
         if job.status == "completed":  # a failed or cancelled run is unusual by its status already

@@ -71,30 +71,33 @@ _POINT = "progress_percent, current_phase"
 
 
 def job_aggregates(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
-    """Five statements over the job-level points: their count and the speed's integral; the first and
+    """Six statements over the job-level points: their count and the speed's integral; the first and
     last point (each selector alone, so that its row carries that point's time, progress and phase);
     the peak and the minimum non-zero speed with their times (the other fields of those two points
-    cost a scan each: `job_points_at` reads them by time)."""
+    cost a scan each: `job_points_at` reads them by time); the job's totals (`job_totals`)."""
     text = (
         f"SELECT count(transfer_speed_bps), integral(transfer_speed_bps, 1s) FROM {src} {_JOB_LEVEL}; "
         f"SELECT first(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
         f"SELECT last(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
         f"SELECT max(transfer_speed_bps) FROM {src} {_JOB_LEVEL}; "
-        f"SELECT min(transfer_speed_bps) FROM {src} {_JOB_LEVEL} AND transfer_speed_bps != 0"
+        f"SELECT min(transfer_speed_bps) FROM {src} {_JOB_LEVEL} AND transfer_speed_bps != 0; "
+        f"{job_totals(src, job_id, start_ns, end_ns).text}"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
 
 
 def job_buckets(src: str, job_id: str, start_ns: int, end_ns: int, width_ms: int) -> Query:
-    """Three statements: the job's curve in buckets of `width_ms` from the window's start (mean speed,
+    """Four statements: the job's curve in buckets of `width_ms` from the window's start (mean speed,
     last progress and phase), how many distinct phases each bucket holds (where the phase may change),
-    and how many points carry a progress and a phase (all of them, when the API wrote them)."""
+    how many points carry a progress and a phase (all of them, when the API wrote them), and each
+    stage's mean load (`stage_means`)."""
     group = f"GROUP BY time({int(width_ms)}ms, {(int(start_ns) // 10**6) % int(width_ms)}ms) fill(none)"
     text = (
         f"SELECT mean(transfer_speed_bps), last(progress_percent), last(current_phase) FROM {src} {_JOB_LEVEL} "
         f"{group}; "
         f"SELECT count(distinct(current_phase)) FROM {src} {_JOB_LEVEL} {group}; "
-        f"SELECT count(progress_percent), count(current_phase) FROM {src} {_JOB_LEVEL}"
+        f"SELECT count(progress_percent), count(current_phase) FROM {src} {_JOB_LEVEL}; "
+        f"{stage_means(src, job_id, start_ns, end_ns).text}"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
 
