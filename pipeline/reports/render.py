@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -160,5 +161,6 @@ def html_to_pdf(html: str) -> bytes:
 
 def pdf_filename(kind: str, name: str, day: str) -> str:
     """A download's file name: letters, digits, '.', '_' and '-' of `name` only (a VM name may hold anything)."""
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name).strip("._") or "machine"
+    kept = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    safe = re.sub(r"_+", "_", kept).strip("._-") or "machine"
     return f"sendense-{kind}-{safe[:80]}-{day}"
