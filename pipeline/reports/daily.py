@@ -85,7 +85,7 @@ class DailyReporter:
         self.at = at
         self.rpo_default = rpo_default
         self.lease = lease
-        self._told: set[date] = set()
+        self._told: set[tuple[date, str]] = set()
 
     def run_once(self, now: datetime | None = None) -> DailyRun:
         now = now or datetime.now(UTC).replace(tzinfo=None)
@@ -96,7 +96,7 @@ class DailyReporter:
             return self._done(day, "sent already")
         claim = self.store.claim(day, self.lease)
         if claim is None:
-            return self._done(day, "sent already, being sent by another scheduler, or waiting for its retry")
+            return self._done(day, "held by another scheduler, or waiting for its retry")
         try:
             message, size = self._message(day, now)
             send_mail(self.smtp, message)
@@ -113,8 +113,8 @@ class DailyReporter:
         return DailyRun("sent", day)
 
     def _done(self, day: date, why: str) -> DailyRun:
-        if day not in self._told:  # once per day and process: a restarted scheduler says it found the day done
-            self._told.add(day)
+        if (day, why) not in self._told:  # once per day, reason and process (a restarted one says it again)
+            self._told.add((day, why))
             log.info("daily report of %s: %s", day, why)
         return DailyRun("done", day)
 
