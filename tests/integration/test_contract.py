@@ -74,8 +74,16 @@ def test_every_operation_documents_its_bodies_and_statuses(document: dict) -> No
         ("put", "/api/v1/alert-rules"): {"200", "400", "401", "403", "413", "503"},
         **{
             ("get", f"/api/v1/reports/{name}"): {"200", "400", "401", "503"}
-            for name in ("estate", "estate.csv", "estate.pdf", "estate.html", "grid", "grid.csv", "timeline",
-                         "timeline.csv")
+            for name in (
+                "estate",
+                "estate.csv",
+                "estate.pdf",
+                "estate.html",
+                "grid",
+                "grid.csv",
+                "timeline",
+                "timeline.csv",
+            )
         },
         ("get", "/api/v1/machines/{vm_name}/report.pdf"): {"200", "400", "401", "404", "503"},
         ("get", "/api/v1/machines/{vm_name}/report.html"): {"200", "400", "401", "404", "503"},  # fmt: skip
