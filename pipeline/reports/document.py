@@ -236,6 +236,14 @@ def _name(name: str) -> str:
     return name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 1] + "…"
 
 
+def _seconds(job: Mapping) -> float | None:
+    """The job's duration: given, or from its start (its creation when it never started) to its end."""
+    if job.get("duration_seconds") is not None:
+        return job["duration_seconds"]
+    begin, end = job.get("started_at") or job.get("created_at"), job.get("completed_at")
+    return None if begin is None or end is None else (end - begin).total_seconds()
+
+
 def _job_row(job: Mapping, zone: ZoneInfo) -> dict:
     return {
         "created": _local(job.get("created_at"), zone),
@@ -243,7 +251,7 @@ def _job_row(job: Mapping, zone: ZoneInfo) -> dict:
         "repository_id": job.get("repository_id", ""),
         "type": job.get("type", ""),
         "status": job.get("status", ""),
-        "duration": fmt_duration(job.get("duration_seconds")),
+        "duration": fmt_duration(_seconds(job)),
         "size": fmt_bytes(job.get("bytes_transferred")),
         "error": job.get("error_message") or "",
         "anomalies": "; ".join(str(a.get("sentence") or a.get("metric") or "") for a in job.get("anomalies") or []),

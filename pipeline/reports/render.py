@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +32,9 @@ _TEMPLATES = Environment(
 )
 _COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "cancelled": "#9e9e9e", "running": "#1565c0"}
 _DPI = 110
+# matplotlib's drawing state (font caches, the Agg renderer) is not documented as thread-safe, and the API renders
+# in worker threads: one chart at a time (the GIL would serialise the work anyway).
+_DRAWING = threading.Lock()
 
 
 def _png(fig: Figure) -> str:
@@ -139,15 +143,15 @@ def machine_charts(series: JobSeries, zone: str) -> list[dict]:
 
 
 def estate_html(document: EstateDocument) -> str:
-    return _TEMPLATES.get_template("estate.html.j2").render(
-        doc=document, charts=estate_charts(document.series, document.by_hour)
-    )
+    with _DRAWING:
+        charts = estate_charts(document.series, document.by_hour)
+    return _TEMPLATES.get_template("estate.html.j2").render(doc=document, charts=charts)
 
 
 def machine_html(document: MachineDocument) -> str:
-    return _TEMPLATES.get_template("machine.html.j2").render(
-        doc=document, charts=machine_charts(document.series, document.zone)
-    )
+    with _DRAWING:
+        charts = machine_charts(document.series, document.zone)
+    return _TEMPLATES.get_template("machine.html.j2").render(doc=document, charts=charts)
 
 
 def html_to_pdf(html: str) -> bytes:
