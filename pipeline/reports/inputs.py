@@ -17,10 +17,9 @@ from pipeline.clock import aware
 from pipeline.read.jobs import duration_seconds
 from pipeline.read.machines import MachineQuery, get_machine, list_machines
 from pipeline.reports.document import EstateDocument, MachineDocument, estate_document, machine_document
-from pipeline.reports.estate import LISTED, estate_figures, estate_summary, machine_week_over_week
+from pipeline.reports.estate import LISTED, estate_figures, estate_summary_and_hours, machine_week_over_week
 from pipeline.reports.hours import HourFigures
 from pipeline.reports.periods import Period
-from pipeline.reports.store import EstateHoursStore
 
 __all__ = [
     "MACHINE_JOBS",
@@ -70,9 +69,7 @@ class MachineInputs:
 
 
 def estate_inputs(engine: Engine, period: Period, zone: ZoneInfo, rpo_default: int, now: datetime) -> EstateInputs:
-    summary = estate_summary(engine, period, zone, rpo_default, now)
-    with engine.connect() as conn:
-        hours = EstateHoursStore(engine).hours(conn, period.start, period.end)
+    summary, hours = estate_summary_and_hours(engine, period, zone, rpo_default, now)
     risky = list_machines(engine, MachineQuery(limit=LISTED, sort="risk", descending=True), rpo_default)
     return EstateInputs(summary, hours, risky["machines"])
 
