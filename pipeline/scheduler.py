@@ -24,7 +24,8 @@ from pipeline.outages import describe_outage, is_outage
 from pipeline.read.jobs import rollup_backlog
 from pipeline.reconcile.store import DriftState, SummaryReconciler
 from pipeline.reconcile.vocabulary import ReconcileMode
-from pipeline.reports.daily import DailyReporter, DailyRun, parse_time_of_day
+from pipeline.reports.daily import DailyReporter, DailyRun
+from pipeline.reports.periods import parse_time_of_day
 from pipeline.reports.store import EstateHoursStore
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger

@@ -368,7 +368,7 @@ class ReportSettings:
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        from pipeline.reports.daily import parse_time_of_day
+        from pipeline.reports.periods import parse_time_of_day
 
         try:
             parse_time_of_day(self.daily_time)

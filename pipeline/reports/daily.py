@@ -19,23 +19,12 @@ from pipeline.mail import Attachment, MailNotSent, SmtpConfig, compose, send_mai
 from pipeline.reports.daily_store import DailyReportStore
 from pipeline.reports.document import EstateDocument
 from pipeline.reports.inputs import read_estate_document
-from pipeline.reports.periods import Period, day_bounds
+from pipeline.reports.periods import Period, day_bounds, parse_time_of_day
 from pipeline.reports.render import estate_html, html_to_pdf, pdf_filename
 
 __all__ = ["DailyRun", "DailyReporter", "due_day", "parse_time_of_day", "report_period", "retry_delay"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_time_of_day(value: str) -> time:
-    """ "07:00" → 07:00 (HH:MM, 24-hour). Raises ValueError saying what is expected."""
-    try:
-        hours, minutes = value.strip().split(":")
-        if len(hours) > 2 or len(minutes) != 2:
-            raise ValueError
-        return time(int(hours), int(minutes))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time of day such as 07:00 (HH:MM)") from None
 
 
 def due_day(now: datetime, zone: ZoneInfo, at: time) -> date | None:
