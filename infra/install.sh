@@ -4,7 +4,9 @@
 # TypeScript contract test (tests/typescript/node_modules). Safe to run again.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-packages=(influxdb influxdb-client mariadb-server mariadb-client nginx prometheus prometheus-alertmanager curl chromium fonts-dejavu-core nodejs)
+# poppler-utils: pdftotext/pdfimages of the report tests; Pango: WeasyPrint's text layout.
+packages=(influxdb influxdb-client mariadb-server mariadb-client nginx prometheus prometheus-alertmanager curl chromium fonts-dejavu-core nodejs
+  poppler-utils libpango-1.0-0 libpangoft2-1.0-0)
 # Debian's nodejs comes without npm; a nodejs from elsewhere (NodeSource) bundles it and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
 apt_install "${packages[@]}"

@@ -121,6 +121,11 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
         s.reaper_interval,
         s.stale_after,
     )
+    if jobs.daily is not None:
+        r = settings.reports
+        log.info(
+            "scheduler: daily report from %s %s to %d recipients", r.daily_time, r.time_zone, len(r.daily_recipients)
+        )
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=True))
     try:
         scheduler.start()

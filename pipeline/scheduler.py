@@ -1,4 +1,5 @@
-"""build_scheduler(settings): rollup, purge, reaper, reconcile, alert and notify jobs in one APScheduler process."""
+"""build_scheduler(settings): rollup, purge, reaper, reconcile, alert, notify and daily-report jobs in one APScheduler
+process."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from pipeline.alerts.heartbeats import HeartbeatStore
 from pipeline.alerts.store import AlertStore
 from pipeline.db.engine import create_db_engine
 from pipeline.jobs.store import JobStore
+from pipeline.mail import SmtpConfig
 from pipeline.metrics import SchedulerMetrics
 from pipeline.outages import describe_outage, is_outage
 from pipeline.read.jobs import rollup_backlog
 from pipeline.reconcile.store import DriftState, SummaryReconciler
 from pipeline.reconcile.vocabulary import ReconcileMode
+from pipeline.reports.daily import DailyReporter, DailyRun
+from pipeline.reports.periods import parse_time_of_day
 from pipeline.reports.store import EstateHoursStore
 from pipeline.rollup.job import RollupJob, RollupRun
 from pipeline.rollup.purge import TelemetryPurger
@@ -49,6 +53,15 @@ class SchedulerJobs:
         self.influx = SyncInflux(settings.influx)
         self.purger = TelemetryPurger(self.store, self.influx, settings.influx.summary_rp)
         self.estate_hours = EstateHoursStore(self.engine)
+        r = settings.reports
+        self.daily: DailyReporter | None = None
+        if r.daily_recipients and settings.alerts.smtp_host:
+            self.daily = DailyReporter(self.engine, SmtpConfig.from_settings(settings.alerts), r.daily_recipients,
+                                       r.zone, parse_time_of_day(r.daily_time), settings.api.rpo_default,
+                                       lease=r.daily_claim)  # fmt: skip
+            self.metrics.watch("daily-report")
+        elif r.daily_recipients:
+            log.warning("SENDENSE_DAILY_REPORT_RECIPIENTS is set but SENDENSE_SMTP_HOST is not: no daily report")
         self.alert_store = AlertStore(self.engine)
         self.evaluator = AlertEvaluator(
             self.alert_store,
@@ -182,6 +195,12 @@ class SchedulerJobs:
         """Recompute the estate's per-hour summary where jobs changed; returns the hours recomputed."""
         return self._guard("estate-hours", lambda: self.estate_hours.refresh().hours, 0)
 
+    def send_daily_report(self) -> DailyRun:
+        """The previous day's report e-mail, if it is due and no scheduler has sent it (or is sending it)."""
+        if self.daily is None:
+            return DailyRun("not-due")
+        return self._guard("daily-report", self.daily.run_once, DailyRun("failed"))
+
     def close(self) -> None:
         self.sender.close()  # every channel, the Alertmanager one included
         self.influx.close()
@@ -206,6 +225,8 @@ def build_scheduler(settings: Settings) -> tuple[BlockingScheduler, SchedulerJob
         (jobs.evaluate_alerts, settings.alerts.evaluate_interval, "alerts", now),
         (jobs.refresh_estate_hours, settings.reports.hours_interval, "estate-hours", now),
         (jobs.resend_alertmanager, resend, "alertmanager-resend", now),
+        # From the start: a day whose report time passed while no scheduler ran is caught up at once.
+        (jobs.send_daily_report, settings.reports.daily_interval if jobs.daily else 0, "daily-report", now),
         (lambda: jobs.reconcile("all"), s.reconcile_full_interval, "reconcile-all", None),
     ]
     for channel in jobs.sender.channels:

@@ -354,9 +354,30 @@ class ReportSettings:
     """IANA time zone of the days and hours reports show (the stores keep UTC)."""
     hours_interval: float = field(default_factory=lambda: _env_float("SENDENSE_ESTATE_HOURS_INTERVAL", 60.0))
     """Seconds between refreshes of the estate's per-hour summary (reports stay exact meanwhile; 0: never)."""
+    daily_time: str = field(default_factory=lambda: _env("SENDENSE_DAILY_REPORT_TIME", "07:00"))
+    """Time of day (HH:MM, display time zone) from which the previous day's report e-mail is due; a scheduler
+    down then sends it when it starts later that day."""
+    daily_recipients: tuple[str, ...] = field(default_factory=lambda: _env_list("SENDENSE_DAILY_REPORT_RECIPIENTS"))
+    """Comma-separated recipients of the daily report (empty: no daily report). Sent through SENDENSE_SMTP_*."""
+    daily_interval: float = field(default_factory=lambda: _env_float("SENDENSE_DAILY_REPORT_INTERVAL", 60.0))
+    """Seconds between a scheduler's looks at whether the daily report is due and unsent."""
+    daily_claim: float = field(default_factory=lambda: _env_float("SENDENSE_DAILY_REPORT_CLAIM", 600.0))
+    """Seconds a scheduler's claim on a day's report lasts: one killed while sending is taken over after this
+    (far above a render and a send, so a live sender is never taken over)."""
 
     def __post_init__(self) -> None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from pipeline.reports.periods import parse_time_of_day
+
+        try:
+            parse_time_of_day(self.daily_time)
+        except ValueError as exc:
+            raise ValueError(f"environment variable SENDENSE_DAILY_REPORT_TIME: {exc}") from None
+        if self.daily_interval <= 0 or self.daily_claim < 30:
+            raise ValueError(
+                "SENDENSE_DAILY_REPORT_INTERVAL must be above 0 and SENDENSE_DAILY_REPORT_CLAIM at least 30 seconds"
+            )
 
         try:
             ZoneInfo(self.time_zone)

@@ -15,11 +15,16 @@ from litestar.params import Body, Parameter
 from msgspec import UNSET
 from sqlalchemy import Engine
 
+from api.documents import Format, document_response, document_responses
 from api.openapi import StrictBody, errors
+from api.routes.reports import From, PeriodParam, To, report_period
 from api.schemas import MachineDetails, MachineList, RegisteredMachine, RegisterMachine, RpoBody, RpoUpdated, to_body
+from pipeline.clock import utc_now
 from pipeline.ingest.models import NAME_PATTERN
 from pipeline.jobs.store import JobStore
 from pipeline.read.machines import MachineQuery, MachineSort, get_machine, list_machines, registered_machine
+from pipeline.reports.inputs import read_machine_document
+from pipeline.reports.render import machine_html
 from pipeline.settings import Settings
 
 __all__ = ["MachineController"]
@@ -72,6 +77,42 @@ class MachineController(Controller):
         if machine is None:
             raise NotFoundException(f"no jobs for a machine named {vm_name!r}")
         return to_body(machine, MachineDetails)
+
+    @get(
+        "/{vm_name:str}/report.pdf",
+        operation_id="machineReportPdf",
+        responses={**document_responses("pdf"), **errors(400, 401, 404, 503)},
+    )
+    async def report_pdf(
+        self,
+        engine: Engine,
+        settings: Settings,
+        vm_name: VmName,
+        period: PeriodParam = None,
+        start: From = None,
+        end: To = None,
+    ) -> Response:
+        """One machine's report to hand over, as a PDF: the period's figures, its RPO state and failure risk
+        now (with the reasons), week-over-week, charts of each job's duration, size and speed, its failures
+        with their reasons, and its newest 50 jobs of the period (how many older ones, said)."""
+        return await _machine_document(engine, settings, vm_name, "pdf", period, start, end)
+
+    @get(
+        "/{vm_name:str}/report.html",
+        operation_id="machineReportHtml",
+        responses={**document_responses("html"), **errors(400, 401, 404, 503)},
+    )
+    async def report_html(
+        self,
+        engine: Engine,
+        settings: Settings,
+        vm_name: VmName,
+        period: PeriodParam = None,
+        start: From = None,
+        end: To = None,
+    ) -> Response:
+        """One machine's report as one HTML page (the PDF's source)."""
+        return await _machine_document(engine, settings, vm_name, "html", period, start, end)
 
     @put(
         "/{vm_name:str}",
@@ -134,3 +175,14 @@ class MachineController(Controller):
             raise NotFoundException(f"no machine named {vm_name!r}")
         machine = await to_thread.run_sync(registered_machine, engine, vm_name, settings.api.rpo_default)
         return to_body({"vm_name": vm_name, "rpo": machine["rpo"] if machine else None}, RpoUpdated)
+
+
+async def _machine_document(engine: Engine, settings: Settings, vm_name: str, kind: Format, period, start, end):
+    chosen = report_period(settings, period, start, end)
+    zone = settings.reports.zone
+    document = await to_thread.run_sync(
+        read_machine_document, engine, vm_name, chosen, zone, settings.api.rpo_default, utc_now()
+    )
+    if document is None:
+        raise NotFoundException(f"no jobs for a machine named {vm_name!r}")
+    return await document_response(lambda: machine_html(document), kind, "machine", vm_name, zone)

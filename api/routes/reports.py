@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from anyio import to_thread
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy import Engine
 
+from api.documents import document_response, document_responses
 from api.errors import bad_request
 from api.openapi import errors
 from api.report_schemas import EstateReport, GridPage, Timeline
@@ -20,11 +21,13 @@ from pipeline.clock import utc_now
 from pipeline.reports.estate import estate_summary
 from pipeline.reports.exports import JOB_COLUMNS, csv_chunks, period_jobs
 from pipeline.reports.grid import machine_grid, machine_grid_rows
+from pipeline.reports.inputs import read_estate_document
 from pipeline.reports.periods import PERIOD_PATTERN, Period, parse_period
+from pipeline.reports.render import estate_html
 from pipeline.reports.timeline import timeline
 from pipeline.settings import Settings
 
-__all__ = ["ReportController"]
+__all__ = ["From", "PeriodParam", "ReportController", "To", "report_period"]
 
 PeriodParam = Annotated[
     str | None,
@@ -55,10 +58,11 @@ def _moment(value: str | None, name: str) -> datetime | None:
         raise bad_request(f"{name}: {exc}") from exc
 
 
+_PDF, _HTML = document_responses("pdf"), document_responses("html")
 _CSV = {200: ResponseSpec(data_container=str, media_type="text/csv", description="CSV, streamed")}
 
 
-def _period(settings: Settings, period: str | None, start: str | None, end: str | None) -> Period:
+def report_period(settings: Settings, period: str | None, start: str | None, end: str | None) -> Period:
     try:
         return parse_period(period, _moment(start, "from"), _moment(end, "to"), utc_now(), settings.reports.zone)
     except ValueError as exc:
@@ -82,18 +86,35 @@ class ReportController(Controller):
         machines out of RPO now, unusual runs, the slowest and largest jobs, the busiest hour (display time
         zone), and week-over-week against the period of the same length before. A job belongs to the
         period it was created in."""
-        chosen = _period(settings, period, start, end)
+        chosen = report_period(settings, period, start, end)
         summary = await to_thread.run_sync(
             estate_summary, engine, chosen, settings.reports.zone, settings.api.rpo_default, utc_now()
         )
         return to_body(summary, EstateReport)
+
+    @get("/estate.pdf", operation_id="estateReportPdf", responses={**_PDF, **errors(400, 401, 503)})
+    async def estate_pdf(
+        self, engine: Engine, settings: Settings, period: PeriodParam = None, start: From = None, end: To = None
+    ) -> Response:
+        """The estate report to hand over, as a PDF: the summary figures, week-over-week, charts per day (jobs by
+        status, bytes protected, success rate) and by hour, failures with their reasons, machines out of RPO,
+        the riskiest machines, the slowest, largest and unusual jobs. Lists are bounded (the 10 first, and how
+        many more), so a month of a large estate stays a few pages."""
+        return await _estate_document(engine, settings, "pdf", period, start, end)
+
+    @get("/estate.html", operation_id="estateReportHtml", responses={**_HTML, **errors(400, 401, 503)})
+    async def estate_html(
+        self, engine: Engine, settings: Settings, period: PeriodParam = None, start: From = None, end: To = None
+    ) -> Response:
+        """The estate report as one HTML page (the PDF's source and the daily e-mail's body)."""
+        return await _estate_document(engine, settings, "html", period, start, end)
 
     @get("/estate.csv", operation_id="estateJobsCsv", responses={**_CSV, **errors(400, 401, 503)})
     async def estate_csv(
         self, engine: Engine, settings: Settings, period: PeriodParam = None, start: From = None, end: To = None
     ) -> Stream:
         """Every job of the period as CSV, in creation order, streamed (a million jobs hold one page in memory)."""
-        chosen = _period(settings, period, start, end)
+        chosen = report_period(settings, period, start, end)
         return _csv("sendense-jobs.csv", csv_chunks(JOB_COLUMNS, period_jobs(engine, chosen)))
 
     @get("/grid", operation_id="machineDayGrid", responses=errors(400, 401, 503))
@@ -156,6 +177,13 @@ class ReportController(Controller):
                    "avg_speed_bps")  # fmt: skip
         rows = ([bar[c] for c in columns] for bar in answer["bars"])
         return _csv("sendense-timeline.csv", csv_chunks(columns, rows))
+
+
+async def _estate_document(engine: Engine, settings: Settings, kind, period, start, end) -> Response:
+    chosen = report_period(settings, period, start, end)
+    zone = settings.reports.zone
+    document = await to_thread.run_sync(read_estate_document, engine, chosen, zone, settings.api.rpo_default, utc_now())
+    return await document_response(lambda: estate_html(document), kind, "estate", "report", zone)
 
 
 async def _timeline(engine: Engine, settings: Settings, start: str | None, end: str | None, repository: str | None):

@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     Double,
     ForeignKey,
     Index,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import DATETIME, TIMESTAMP
 
 __all__ = [
+    "daily_reports",
     "estate_hours",
     "estate_hours_state",
     "alert_evaluations",
@@ -210,6 +212,25 @@ estate_hours_state = Table(
     metadata,
     Column("id", Integer(), primary_key=True, autoincrement=False),
     Column("watermark", Moment, nullable=True),
+)
+
+# The daily report e-mail, one row per report day (written only by pipeline/reports/daily_store.py): claimed
+# (by `claim_token` until `claim_expires_at`), sent, or failed (retried from `next_attempt_at`).
+daily_reports = Table(
+    "daily_reports",
+    metadata,
+    Column("report_day", Date(), primary_key=True),
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("claim_token", String(64), nullable=True),
+    Column("claimed_by", String(255), nullable=True),
+    Column("claim_expires_at", Moment, nullable=True),
+    Column("next_attempt_at", Moment, nullable=True),
+    Column("last_error", Text(), nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("pdf_bytes", Integer(), nullable=True),
+    Column("created_at", Moment, nullable=False),
+    Column("sent_at", Moment, nullable=True),
 )
 
 # --- alerts (written only by pipeline/alerts/store.py) ---------------------------------------------

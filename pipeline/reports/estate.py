@@ -24,7 +24,7 @@ from pipeline.reports.hours import HourFigures, merge
 from pipeline.reports.periods import Period
 from pipeline.reports.store import EstateHoursStore
 
-__all__ = ["LISTED", "estate_figures", "estate_summary", "machine_week_over_week"]
+__all__ = ["LISTED", "estate_figures", "estate_summary", "estate_summary_and_hours", "machine_week_over_week"]
 
 LISTED = 10
 """Rows in each list of a summary (failures, slowest, largest, out of RPO, unusual runs)."""
@@ -167,6 +167,13 @@ def _machines(conn: Connection, period: Period, now: datetime) -> int:
 
 def estate_summary(engine: Engine, period: Period, zone: ZoneInfo, rpo_default: int, now: datetime) -> dict:
     """Everything the estate report shows for `period` (naive UTC bounds; hours and days in `zone`)."""
+    return estate_summary_and_hours(engine, period, zone, rpo_default, now)[0]
+
+
+def estate_summary_and_hours(
+    engine: Engine, period: Period, zone: ZoneInfo, rpo_default: int, now: datetime
+) -> tuple[dict, dict[datetime, HourFigures]]:
+    """The estate summary and the UTC hours it was added up from (the report documents chart them per day)."""
     bounds = {"start": period.start, "end": period.end, "limit": LISTED}
     hours_store = EstateHoursStore(engine)
     with engine.connect() as conn:
@@ -195,7 +202,7 @@ def estate_summary(engine: Engine, period: Period, zone: ZoneInfo, rpo_default: 
             }
             for r in conn.execute(_OUT_OF_RPO, rpo)
         ]
-    return {
+    summary = {
         "period": {"start": aware(period.start), "end": aware(period.end), "label": period.label},
         "time_zone": zone.key,
         "totals": totals,
@@ -209,6 +216,7 @@ def estate_summary(engine: Engine, period: Period, zone: ZoneInfo, rpo_default: 
         "week_over_week": compare_periods("the estate", figures, before, previous.label),
         "generated_at": aware(now),
     }
+    return summary, hours
 
 
 def _flags(raw) -> list[dict]:

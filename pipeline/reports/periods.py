@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["PERIOD_PATTERN", "MAX_PERIOD", "Period", "day_bounds", "days_back", "parse_period", "local_day"]
+__all__ = [
+    "PERIOD_PATTERN",
+    "MAX_PERIOD",
+    "Period",
+    "day_bounds",
+    "days_back",
+    "parse_period",
+    "local_day",
+    "parse_time_of_day",
+]
 
 PERIOD_PATTERN = r"^(24h|7d|30d|[1-9][0-9]{0,2}[hd])$"
 MAX_PERIOD = timedelta(days=366)
@@ -102,3 +111,14 @@ def days_back(count: int, now: datetime, zone: ZoneInfo) -> list[date]:
     """The last `count` calendar days of the display zone, today last."""
     today = local_day(now.replace(tzinfo=None), zone)
     return [today - timedelta(days=count - 1 - i) for i in range(count)]
+
+
+def parse_time_of_day(value: str) -> time:
+    """A time of day written HH:MM, 24-hour ("07:00"). Raises ValueError saying what is expected."""
+    try:
+        hours, minutes = value.strip().split(":")
+        if len(hours) > 2 or len(minutes) != 2:
+            raise ValueError
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day such as 07:00 (HH:MM)") from None

@@ -74,8 +74,19 @@ def test_every_operation_documents_its_bodies_and_statuses(document: dict) -> No
         ("put", "/api/v1/alert-rules"): {"200", "400", "401", "403", "413", "503"},
         **{
             ("get", f"/api/v1/reports/{name}"): {"200", "400", "401", "503"}
-            for name in ("estate", "estate.csv", "grid", "grid.csv", "timeline", "timeline.csv")
-        },  # fmt: skip
+            for name in (
+                "estate",
+                "estate.csv",
+                "estate.pdf",
+                "estate.html",
+                "grid",
+                "grid.csv",
+                "timeline",
+                "timeline.csv",
+            )
+        },
+        ("get", "/api/v1/machines/{vm_name}/report.pdf"): {"200", "400", "401", "404", "503"},
+        ("get", "/api/v1/machines/{vm_name}/report.html"): {"200", "400", "401", "404", "503"},  # fmt: skip
     }
     for (method, path), statuses in expected.items():
         operation = document["paths"][path][method]
@@ -85,6 +96,10 @@ def test_every_operation_documents_its_bodies_and_statuses(document: dict) -> No
             for status, response in operation["responses"].items():
                 if path.endswith(".csv") and status == "200":  # the exports: CSV, streamed
                     assert set(response["content"]) == {"text/csv"}, (method, path)
+                    continue
+                if path.endswith((".pdf", ".html")) and status == "200":  # the report documents
+                    kind = "application/pdf" if path.endswith(".pdf") else "text/html"
+                    assert set(response["content"]) == {kind}, (method, path)
                     continue
                 schema = response["content"]["application/json"]["schema"]
                 assert schema != {"type": "object"}, (method, path, status)
