@@ -14,7 +14,7 @@ from pipeline.insight.bottleneck import bottleneck
 from pipeline.rollup.metrics import JobTotals, SampleColumns, headline, rollup_metrics
 from pipeline.rollup.reader import JobWindow, TelemetryReader
 
-__all__ = ["SUMMARY_COLUMNS", "JobSummarizer"]
+__all__ = ["PUSHDOWN_AFTER_SECONDS", "SUMMARY_COLUMNS", "JobSummarizer"]
 
 SUMMARY_COLUMNS = (
     backup_jobs.c.id,
@@ -27,6 +27,10 @@ SUMMARY_COLUMNS = (
     backup_jobs.c.last_telemetry_at,
 )
 """The columns of a job row `JobSummarizer.summarize` reads."""
+
+PUSHDOWN_AFTER_SECONDS = 3600
+"""Jobs that ran longer are summarised from InfluxDB's aggregates; shorter ones (at most a few thousand
+points) from every point, which costs them fewer statements (bench/rollup_burst.py measures both)."""
 
 # Points are stamped from started_at (the earliest accepted update) to the job's last accepted update;
 # a disk's update may be stamped a little after the job's own last one.
@@ -45,14 +49,23 @@ class JobSummarizer:
     later updates are refused), so both compute the same summary from the same row and points.
     Blocking (the reader is synchronous); the API runs it in a worker thread.
 
-    The figures and the chart come from InfluxDB's aggregates (`TelemetryReader.aggregates`); a job
-    whose every point fits the chart, or with points the API did not write, is read point by point.
+    The figures and the chart of a job longer than `PUSHDOWN_AFTER_SECONDS` come from InfluxDB's
+    aggregates (`TelemetryReader.aggregates`); a shorter job, one whose every point fits the chart, or
+    one with points the API did not write, is read point by point.
     `pushdown=False` reads every point always: the reference the pushed-down figures are tested against.
     """
 
-    def __init__(self, reader: TelemetryReader, max_chart_points: int, *, pushdown: bool = True) -> None:
+    def __init__(
+        self,
+        reader: TelemetryReader,
+        max_chart_points: int,
+        *,
+        pushdown: bool = True,
+        pushdown_after: float = PUSHDOWN_AFTER_SECONDS,
+    ) -> None:
         self.reader = reader
         self.max_chart_points = max_chart_points
+        self.pushdown_after = pushdown_after
         self.pushdown = pushdown
         """Figures from InfluxDB's aggregates (False: from every point read, the reference they equal)."""
 
@@ -72,7 +85,9 @@ class JobSummarizer:
         # Stored times are whole microseconds; a point's nanoseconds may go 999 past them.
         window = JobWindow(job.id, epoch_ns(job.started_at), epoch_ns(max(ends)) + 999, _DISK_MARGIN_NS)
         disks = reader.disks(window)
-        aggregates = reader.aggregates(window, self.max_chart_points) if self.pushdown else None
+        span = (window.end_ns - window.start_ns) / 1e9
+        pushed = self.pushdown and span > self.pushdown_after
+        aggregates = reader.aggregates(window, self.max_chart_points) if pushed else None
         if aggregates is not None:
             totals, loads = aggregates.totals, aggregates.stage_loads
         else:
