@@ -88,9 +88,11 @@ class DashboardApi:
         """One machine's details, KPIs, trend, anomalies and RPO (GET /machines/{vm_name})."""
         return await self._get(f"/machines/{quote(vm_name, safe='')}")
 
-    async def history(self, job_id: str) -> dict:
-        """A job's telemetry history: rolled_up, live_snapshots or none (GET /telemetry/history/{job_id})."""
-        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}")
+    async def history(self, job_id: str, since: str | None = None) -> dict:
+        """A job's telemetry history: rolled_up, live_snapshots or none (GET /telemetry/history/{job_id});
+        with `since` (a live answer's cursor) a live answer holds only the points after it."""
+        params = {"since": since} if since else None
+        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}", params)
 
     async def disk_history(self, job_id: str) -> dict:
         """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks)."""

@@ -16,6 +16,7 @@ from dashboards.app.shaping import (
     eta_text,
     format_duration,
     job_options,
+    merge_live,
     performance_figures,
     phase_bands,
     speed_columns,
@@ -24,6 +25,9 @@ from dashboards.app.shaping import (
 from dashboards.app.views.common import cards_html, message_html
 
 __all__ = ["REFRESH_MS", "PerformanceView"]
+
+DISK_LOOK_EVERY = 10
+"""A live job shown without a disk chart has its disks looked for again every this many refreshes."""
 
 REFRESH_MS = 3000
 # A running job's chart is capped like the API's live chart (LIVE_CHART_POINTS) with margin.
@@ -56,6 +60,10 @@ class PerformanceView:
         self.schedule = schedule
         self.job_id: str | None = None
         self.live = False
+        self.cursor: str | None = None
+        """The last live answer's cursor: a refresh asks only for the points after it."""
+        self.kept: list[dict] = []
+        self.refreshes = 0
         self.speed = ColumnDataSource(speed_columns([]), name="speed-source")
         self.bands = ColumnDataSource(phase_bands([]), name="phase-bands")
 
@@ -142,6 +150,8 @@ class PerformanceView:
             self._clear(message_html(str(exc), "error"))
             return
         if job_id == self.job_id:  # not another job chosen meanwhile
+            history, self.cursor = merge_live(None, history)
+            self.kept = history.get("chart_data") or []
             self._render(history, replace=True)
             self._render_disks(disks)
 
@@ -151,14 +161,21 @@ class PerformanceView:
         if not (self.live and job_id):
             return
         try:
-            history = await self.api.history(job_id)
-            disks = await self.api.disk_history(job_id)
+            # Only the points after the last answer's (the API keeps the chart); disks only if it has any.
+            history = await self.api.history(job_id, self.cursor)
+            self.refreshes += 1
+            # A job's disks usually report from its start: look again now and then for late ones.
+            look = self.disk_chart.visible or self.refreshes % DISK_LOOK_EVERY == 0
+            disks = await self.api.disk_history(job_id) if look else None
         except ApiError as exc:
             self.state.text = message_html(f"{exc} Retrying in {REFRESH_MS // 1000} s.", "error")
             return
         if job_id == self.job_id:
+            history, self.cursor = merge_live(self.kept, history)
+            self.kept = history.get("chart_data") or []
             self._render(history, replace=False)
-            self._render_disks(disks)
+            if disks is not None:
+                self._render_disks(disks)
 
     def _render_disks(self, answer: dict) -> None:
         curves = answer.get("disks") or []
