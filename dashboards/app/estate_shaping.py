@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from dashboards.app.shaping import BYTES_PER_MB, STATUS_COLORS, format_bytes, format_duration, format_time, mbps
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
@@ -15,6 +15,7 @@ __all__ = [
     "OUTCOME_LABELS",
     "TIMELINE_RANGES",
     "cumulative_columns",
+    "day_factor",
     "grid_columns",
     "parse_moment",
     "size_bar_columns",
@@ -98,13 +99,20 @@ def timeline_series(buckets: Sequence[dict], end: str | None) -> dict[str, list]
     }
 
 
-def grid_columns(page: dict) -> tuple[list[str], list[str], dict[str, list]]:
-    """(day factors, machine factors top row first as the y range wants them, one rect a cell)."""
+def day_factor(day: str) -> tuple[str, str]:
+    """An ISO day as the grid's column: (month, day of the month), so the axis names each month once."""
+    moment = date.fromisoformat(day)
+    return moment.strftime("%b %Y"), f"{moment.day:02d}"
+
+
+def grid_columns(page: dict) -> tuple[list[tuple[str, str]], list[str], dict[str, list]]:
+    """(day factors, machine factors as the y range wants them: top row last, one rect a cell)."""
     days = list(page.get("days") or [])
     machines = page.get("machines") or []
-    cells: dict[str, list] = {"day": [], "vm_name": [], "outcome": [], "label": [], "color": []}
+    cells: dict[str, list] = {"x": [], "day": [], "vm_name": [], "outcome": [], "label": [], "color": []}
     for machine in machines:
         for day, outcome in zip(days, machine["cells"], strict=False):
+            cells["x"].append(day_factor(day))
             cells["day"].append(day)
             cells["vm_name"].append(machine["vm_name"])
             cells["outcome"].append(outcome)
@@ -112,7 +120,7 @@ def grid_columns(page: dict) -> tuple[list[str], list[str], dict[str, list]]:
             cells["color"].append(OUTCOME_COLORS.get(outcome, OUTCOME_COLORS["none"]))
     # A categorical y range lists its factors bottom to top: reversed, the first machine is the top row.
     names = [m["vm_name"] for m in machines][::-1]
-    return days, names, cells
+    return [day_factor(d) for d in days], names, cells
 
 
 def _finished(trend: Sequence[dict]) -> list[dict]:

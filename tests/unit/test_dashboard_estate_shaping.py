@@ -11,6 +11,7 @@ from dashboards.app.download_links import api_request, download_url
 from dashboards.app.estate_shaping import (
     OUTCOME_COLORS,
     cumulative_columns,
+    day_factor,
     grid_columns,
     parse_moment,
     size_bar_columns,
@@ -76,7 +77,8 @@ def test_grid_cells_are_one_rect_per_machine_and_day_with_the_outcome_colour_and
         ],
     }
     days, names, cells = grid_columns(page)
-    assert days == ["2026-03-01", "2026-03-02"] and names == ["b", "a"]
+    assert days == [("Mar 2026", "01"), ("Mar 2026", "02")] and names == ["b", "a"]
+    assert cells["x"][:2] == days
     assert list(zip(cells["vm_name"], cells["day"], cells["outcome"], strict=True)) == [
         ("a", "2026-03-01", "success"), ("a", "2026-03-02", "warning"),
         ("b", "2026-03-01", "failed"), ("b", "2026-03-02", "none"),
@@ -84,6 +86,7 @@ def test_grid_cells_are_one_rect_per_machine_and_day_with_the_outcome_colour_and
     assert cells["color"] == [OUTCOME_COLORS[o] for o in ("success", "warning", "failed", "none")]
     assert cells["label"][1] == "success after a failure" and cells["label"][3] == "no backup"
     assert grid_columns({"days": [], "machines": []}) == ([], [], {k: [] for k in cells})
+    assert day_factor("2026-12-31") == ("Dec 2026", "31")
 
 
 TREND = [
