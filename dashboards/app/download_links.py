@@ -17,7 +17,7 @@ from pipeline.reports.periods import PERIOD_PATTERN
 __all__ = ["DOWNLOAD_KINDS", "DOWNLOAD_PREFIX", "PERIOD_CHOICES", "ApiRequest", "api_request", "download_url"]
 
 DOWNLOAD_PREFIX = "/download/"
-PERIOD_CHOICES: list[tuple[str, str]] = [("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")]
+PERIOD_CHOICES: list[tuple[str, str]] = [("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")]
 
 _PERIOD = re.compile(PERIOD_PATTERN)
 # The API's MOMENT_PATTERN (api/routes/reports.py): a date, or a date and time, with an optional zone.

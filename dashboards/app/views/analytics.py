@@ -140,7 +140,7 @@ _WOW_CSS = """
 .wow th:first-child, .wow td:first-child { text-align: left; }
 .wow th { background: #f3f3f3; font-weight: 600; }
 .wow .up { color: #1f4e79; } .wow .down { color: #8a1c1c; } .wow .none, .wow .same { color: #777; }
-.wow-sentences { margin: 4px 0 0; padding: 6px 12px; background: #fff8e1; border-radius: 4px; }
+.wow-sentences { margin: 4px 0 0; padding: 6px 12px 6px 28px; background: #fff8e1; border-radius: 4px; }
 """
 
 
@@ -154,7 +154,8 @@ def week_over_week_html(week: dict | None) -> str:
     )
     sentences = [s for s in (week or {}).get("sentences") or [] if s]
     said = (
-        "<div class='wow-sentences'>" + "<br>".join(escape(s[:1].upper() + s[1:]) + "." for s in sentences) + "</div>"
+        # As the API says them: a machine's name starts some, and is not to be capitalised.
+        "<ul class='wow-sentences'>" + "".join(f"<li>{escape(s)}</li>" for s in sentences) + "</ul>"
         if sentences
         else ""
     )

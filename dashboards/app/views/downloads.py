@@ -8,21 +8,23 @@ set by the view from what is chosen (period, search, range), so the browser neve
 
 from __future__ import annotations
 
-from bokeh.models import Button, CustomJS, Select
+from collections.abc import Callable
 
-from dashboards.app.download_links import download_url
+from bokeh.models import Button, CustomJS, RadioButtonGroup
+
+from dashboards.app.download_links import PERIOD_CHOICES, download_url
 from dashboards.app.views.common import message_div
 
-__all__ = ["DownloadButton"]
+__all__ = ["DownloadButton", "PeriodChoice"]
 
 # One frame per button, made on first click; the query's `_` makes a second click of the same URL load again.
 _CLICK = """
 let url = button.tags[0];
 if (!url) return;
-if (live != null && live.value) {
+if (live != null && live_values[live.active] != null) {
   // The choice as the browser shows it now: the server's copy of the URL may be a moment behind a change.
   const u = new URL(url, window.location.href);
-  u.searchParams.set(live_param, live.value);
+  u.searchParams.set(live_param, live_values[live.active]);
   url = u.pathname + u.search;
 }
 const id = 'sendense-download-' + button.name;
@@ -52,14 +54,31 @@ frame.src = url + (url.indexOf('?') < 0 ? '?' : '&') + '_=' + Date.now();
 """
 
 
+class PeriodChoice:
+    """The period of a report, as buttons (24 h, 7 days, 30 days): `value` is the API's `period`."""
+
+    def __init__(self, name: str, value: str = "7d") -> None:
+        self.values = [value for value, _ in PERIOD_CHOICES]
+        self.buttons = RadioButtonGroup(
+            labels=[label for _, label in PERIOD_CHOICES], active=self.values.index(value), name=name,
+            css_classes=[name],
+        )  # fmt: skip
+
+    @property
+    def value(self) -> str:
+        return self.values[self.buttons.active]
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self.buttons.on_change("active", lambda _a, _o, _n: callback())
+
+
 class DownloadButton:
     """A button and the message box under it; `point_at(**params)` says what its next click downloads."""
 
     def __init__(
-        self, kind: str, label: str, name: str, *, width: int = 200, note: str = "", live: Select | None = None,
-        live_param: str = "",
+        self, kind: str, label: str, name: str, *, width: int = 200, note: str = "", live: PeriodChoice | None = None,
     ) -> None:  # fmt: skip
-        """`live` (a Select whose value is the `live_param` parameter) is read in the browser at the click."""
+        """`live`, a choice of period, is read in the browser at the click."""
         self.kind = kind
         self.button = Button(label=label, width=width, name=name, tags=[""], css_classes=[name])
         self.message = message_div(f"{name}-message")
@@ -71,11 +90,12 @@ class DownloadButton:
                     "button": self.button,
                     "message": self.message,
                     "note": wait,
-                    "live": live,
-                    "live_param": live_param,
+                    "live": None if live is None else live.buttons,
+                    "live_param": "period",
+                    "live_values": [] if live is None else live.values,
                 },
                 code=_CLICK,
-            )  # fmt: skip
+            )
         )
 
     def point_at(self, **params: str | int | None) -> None:

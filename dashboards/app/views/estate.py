@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bokeh.layouts import column, row
-from bokeh.models import Div, Select, TabPanel, Tabs
+from bokeh.models import Div, TabPanel, Tabs
 
 from dashboards.app.client import DashboardApi
-from dashboards.app.download_links import PERIOD_CHOICES
 from dashboards.app.views.common import message_div
-from dashboards.app.views.downloads import DownloadButton
+from dashboards.app.views.downloads import DownloadButton, PeriodChoice
 from dashboards.app.views.grid import GridView
 from dashboards.app.views.timeline import TimelineView
 
@@ -29,17 +28,13 @@ class EstatePage:
         self.timeline = TimelineView(api, schedule)
         self.grid = GridView(api, schedule, open_machine)
         self.message = message_div("estate-message")
-        self.period = Select(
-            options=PERIOD_CHOICES, value="7d", width=150, name="estate-period", css_classes=["estate-period"]
-        )
+        self.period = PeriodChoice("estate-period", "7d")
         self.pdf = DownloadButton(
-            "estate.pdf", "Estate report (PDF)", "estate-pdf", width=170, live=self.period, live_param="period",
+            "estate.pdf", "Estate report (PDF)", "estate-pdf", width=170, live=self.period,
             note="Making the estate report: the download starts in a few seconds.",
         )  # fmt: skip
-        self.jobs = DownloadButton(
-            "estate.csv", "Jobs of the period (CSV)", "estate-csv", width=190, live=self.period, live_param="period"
-        )
-        self.period.on_change("value", lambda _a, _o, _n: self._point())
+        self.jobs = DownloadButton("estate.csv", "Jobs of the period (CSV)", "estate-csv", width=190, live=self.period)
+        self.period.on_change(self._point)
         self._point()
         self.tabs = Tabs(
             tabs=[
@@ -49,8 +44,8 @@ class EstatePage:
             name="estate-tabs",
         )
         reports = row(
-            Div(text="<b>Reports of</b>", margin=(12, 5, 5, 5)), self.period, self.pdf.button, self.jobs.button,
-            name="estate-reports",
+            Div(text="<b>Reports of the last</b>", margin=(12, 5, 5, 5)), self.period.buttons, self.pdf.button,
+            self.jobs.button, name="estate-reports",
         )  # fmt: skip
         self.layout = column(reports, self.pdf.message, self.jobs.message, self.message, self.tabs)
 

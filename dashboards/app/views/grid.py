@@ -52,7 +52,7 @@ class GridView:
             width=1240,
             frame_height=PAGE_SIZE * _ROW_PX,
             title=f"Outcome per machine and day, the last {DAYS} days (a click opens the machine)",
-            x_range=FactorRange(factors=["—"]),
+            x_range=FactorRange(factors=["—"], group_padding=0.4),
             y_range=FactorRange(factors=["—"]),
             x_axis_location="above",
             tools="save",

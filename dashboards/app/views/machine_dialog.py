@@ -10,14 +10,13 @@ from collections.abc import Awaitable, Callable
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import Dialog, Div, Select, TabPanel, Tabs
+from bokeh.models import Dialog, Div, TabPanel, Tabs
 
 from dashboards.app.client import ApiError, DashboardApi
-from dashboards.app.download_links import PERIOD_CHOICES
 from dashboards.app.views.alert_actions import AlertActions
 from dashboards.app.views.alerts import MachineAlerts
 from dashboards.app.views.analytics import AnalyticsView
-from dashboards.app.views.downloads import DownloadButton
+from dashboards.app.views.downloads import DownloadButton, PeriodChoice
 from dashboards.app.views.performance import PerformanceView
 from dashboards.app.views.summary import SummaryView
 from dashboards.auth import DashboardUser
@@ -59,18 +58,12 @@ class MachineDialog:
         self.performance = PerformanceView(api, doc.add_next_tick_callback)
         self.analytics = AnalyticsView()
         self.message = Div(text="", name="dialog-message", sizing_mode="stretch_width")
-        self.period = Select(
-            options=PERIOD_CHOICES,
-            value="30d",
-            width=150,
-            name="machine-report-period",
-            css_classes=["machine-report-period"],
-        )
+        self.period = PeriodChoice("machine-report-period", "30d")
         self.report = DownloadButton(
             "machine.pdf", "Machine report (PDF)", "machine-report-download", width=180, live=self.period,
-            live_param="period", note="Making the machine's report: the download starts in a few seconds.",
+            note="Making the machine's report: the download starts in a few seconds.",
         )  # fmt: skip
-        self.period.on_change("value", lambda _a, _o, _n: self._point_report())
+        self.period.on_change(self._point_report)
         self.tabs = Tabs(
             tabs=[
                 TabPanel(child=self.summary.layout, title="Summary"),
@@ -80,7 +73,10 @@ class MachineDialog:
             name="machine-tabs",
         )
         report_row = row(
-            Div(text="<b>Report of</b>", margin=(12, 5, 5, 5)), self.period, self.report.button, name="machine-report"
+            Div(text="<b>Report of the last</b>", margin=(12, 5, 5, 5)),
+            self.period.buttons,
+            self.report.button,
+            name="machine-report",
         )
         self.dialog = Dialog(
             title="Machine",

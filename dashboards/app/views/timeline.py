@@ -86,14 +86,16 @@ class TimelineView:
         self.message = message_div("timeline-message")
         self.csv = DownloadButton("timeline.csv", "Timeline (CSV)", "timeline-csv", width=130)
 
-        x_range = Range1d(0, 1)
+        # The last 24 hours until the first answer, so an unread page shows hours, not microseconds since 1970.
+        now = datetime.now(UTC).timestamp() * 1000
+        x_range = Range1d(now - 86_400_000, now)
         self.chart = figure(
             width=_WIDTH,
-            frame_height=ROWS * _ROW_PX,
+            frame_height=3 * _ROW_PX,
             title="Jobs from start to end (UTC)",
             x_axis_type="datetime",
             x_range=x_range,
-            y_range=FactorRange(factors=[("—", "—")]),
+            y_range=FactorRange(factors=[("", "—")]),
             tools="xpan,xwheel_zoom,box_zoom,reset,save",
             active_scroll="xwheel_zoom",
             toolbar_location="above",
@@ -123,8 +125,8 @@ class TimelineView:
             x_range, "speed_mbps", "Summed transfer speed", "MB/s", "#1a9850", tip="@speed_mbps{0,0.00} MB/s"
         )
         self.layout = column(
-            row(self.range, self.start, self.end, self.show, self.repository, self.previous, self.next, self.info),
-            row(self.csv.button, Div(text=_legend_html(), margin=(10, 5, 5, 15))),
+            row(self.range, self.start, self.end, self.show, self.repository, self.csv.button),
+            row(self.previous, self.next, self.info, Div(text=_legend_html(), margin=(12, 5, 5, 15))),
             self.csv.message,
             self.message,
             self.chart,
