@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from dashboards.app.estate_shaping import OUTCOME_COLORS, day_factor, week_over_week_rows
-from tests.e2e.conftest import SCREENSHOTS
+from dashboards.auth import hash_password
+from tests.conftest import OUTPUT_DIR
+from tests.e2e.conftest import DASHBOARD_PORT, SCREENSHOTS
 from tests.e2e.estate_seeds import GIB, MIB, SeededEstate, seed_estate
+from tests.support.devstack import wait_until_live
 
+PASSWORD = "estate page password"
 # One column of a ColumnDataSource, read from the page's own Bokeh document (data may be a Map or an object).
 COLUMN = """([name, field]) => {
   const m = Bokeh.documents[0].get_model_by_name(name);
@@ -187,8 +193,6 @@ def test_a_refused_download_says_why_in_the_page(page: Page, dashboard_without_a
 
 
 def test_the_download_route_checks_its_parameters(dashboard: str):
-    import httpx
-
     answer = httpx.get(dashboard + "download/grid.csv", params={"days": "91"})
     assert answer.status_code == 400 and 'id="download-error"' in answer.text and "days" in answer.text
     answer = httpx.get(dashboard + "download/passwd.csv")
@@ -197,3 +201,36 @@ def test_the_download_route_checks_its_parameters(dashboard: str):
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
     header = next(csv.reader(io.StringIO(answer.text)))
     assert header[:3] == ["backup_id", "vm_name", "repository_id"]
+
+
+@pytest.fixture(scope="module")
+def guarded(api: str, stack) -> Iterator[str]:
+    """A dashboard that needs a login (`vic`, a viewer)."""
+    port = DASHBOARD_PORT + 5
+    env = {
+        "SENDENSE_DASHBOARD_API_URL": api,
+        "SENDENSE_DASHBOARD_TOKEN": stack.viewer_token,
+        "SENDENSE_DASHBOARD_PORT": str(port),
+        "SENDENSE_DASHBOARD_USERS": f"vic:viewer:{hash_password(PASSWORD)}",
+        "SENDENSE_DASHBOARD_COOKIE_SECRET": "test-cookie-secret-estate-0123456789",
+    }
+    proc = stack.start_process("dashboard", log_path=OUTPUT_DIR / "dashboard-estate-login.log", env=env)
+    url = f"http://127.0.0.1:{port}/"
+    wait_until_live(f"{url}login", 30.0, proc)
+    yield url
+    stack.stop_process(proc)
+
+
+def test_downloads_need_the_login_every_page_needs(guarded: str, page: Page, estate):
+    refused = httpx.get(guarded + "download/estate.csv", params={"period": "24h"}, follow_redirects=False)
+    assert refused.status_code == 403 and "sign in again" in refused.text
+    assert estate.prefix not in refused.text
+    page.goto(guarded + "login")
+    page.fill("input[name=username]", "vic")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator(".slick-cell").first).to_be_visible()
+    answer = page.request.get(guarded + "download/estate.csv?period=24h")  # the browser's cookie goes with it
+    assert answer.status == 200 and answer.headers["content-type"].startswith("text/csv")
+    ids = {row["backup_id"] for row in csv.DictReader(io.StringIO(answer.text()))}
+    assert {j["id"] for j in estate.timeline} <= ids
