@@ -11,6 +11,7 @@ from dashboards.app.shaping import BYTES_PER_MB, STATUS_COLORS, format_bytes, fo
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 
 __all__ = [
+    "MAX_TIMELINE_RANGE",
     "OUTCOME_COLORS",
     "OUTCOME_LABELS",
     "TIMELINE_RANGES",
@@ -20,6 +21,7 @@ __all__ = [
     "parse_moment",
     "size_bar_columns",
     "timeline_bar_columns",
+    "timeline_range",
     "timeline_rows",
     "timeline_series",
     "week_over_week_rows",
@@ -55,6 +57,29 @@ def parse_moment(text: str) -> datetime:
     """An operator's "YYYY-MM-DD HH:MM" (UTC, as the dashboard shows times) → aware datetime; ValueError if not."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+MAX_TIMELINE_RANGE = timedelta(days=7)
+"""The API's bound (pipeline/reports/timeline.py MAX_RANGE), said here before asking."""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timeline_range(choice: int, start_text: str, end_text: str, now: datetime) -> tuple[str, str]:
+    """The API's `from` and `to` (RFC 3339, UTC) for `TIMELINE_RANGES[choice]`; Custom reads the operator's
+    two moments. ValueError with what to type instead."""
+    length = TIMELINE_RANGES[choice][1]
+    if length is not None:
+        return _iso(now - length), _iso(now)
+    try:
+        start, end = parse_moment(start_text), parse_moment(end_text)
+    except ValueError:
+        raise ValueError("From and To are a date and time, YYYY-MM-DD HH:MM (UTC).") from None
+    if not timedelta(0) < end - start <= MAX_TIMELINE_RANGE:
+        raise ValueError("To must come after From, at most 7 days after it.")
+    return _iso(start), _iso(end)
 
 
 def timeline_rows(bars: Sequence[dict]) -> list[tuple[str, str]]:

@@ -144,7 +144,7 @@ def on_row_selected(_attr: str, _old: list[int], new: list[int]) -> None:
 def on_dialog_closed() -> None:
     # Let the same row (or cell) be selected again; the table is re-read.
     if estate is not None:
-        estate.grid.clear_selection()
+        estate.clear_selection()
     else:
         doc.add_next_tick_callback(machines.load)
 

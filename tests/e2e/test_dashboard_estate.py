@@ -37,6 +37,16 @@ CELL_AT = """([day, vm]) => {
   return [box.left + x, box.top + y];
 }"""
 
+# The middle of a timeline bar on the page (x: milliseconds, y: the (repository, machine) factor).
+BAR_AT = """([ms, row]) => {
+  const plot = Bokeh.documents[0].get_model_by_name('timeline-chart');
+  const view = Bokeh.index.find_one(plot);
+  const x = view.frame.x_scale.compute(ms);
+  const y = view.frame.y_scale.compute(plot.y_range.synthetic(row));
+  const box = view.canvas_view.el.getBoundingClientRect();
+  return [box.left + x, box.top + y];
+}"""
+
 
 @pytest.fixture(scope="module")
 def estate(api: str, engine, settings) -> SeededEstate:
@@ -101,6 +111,12 @@ def test_the_timeline_draws_each_seeded_job_from_its_start_to_its_end(page: Page
     running = _column(page, "timeline-series", "running")
     assert max(running) == 2 and len(running) == 288
     page.screenshot(path=SCREENSHOTS / "estate-timeline.png", full_page=True)
+
+    failed = next(j for j in estate.timeline if j["status"] == "failed")
+    middle = (_ms(failed["started_at"]) + _ms(failed["completed_at"])) / 2
+    x, y = page.evaluate(BAR_AT, [middle, [estate.repository, failed["vm_name"]]])
+    page.mouse.click(x, y)
+    expect(page.locator(".bk-Dialog").get_by_text(f"Machine {failed['vm_name']}", exact=True)).to_be_visible()
 
 
 def test_the_grid_colours_each_seeded_day_and_a_click_opens_the_machine(page: Page, dashboard: str, estate):

@@ -16,6 +16,7 @@ from dashboards.app.estate_shaping import (
     parse_moment,
     size_bar_columns,
     timeline_bar_columns,
+    timeline_range,
     timeline_rows,
     timeline_series,
     week_over_week_rows,
@@ -137,6 +138,32 @@ def test_week_over_week_rows_show_each_figure_with_its_signed_change():
 def test_week_over_week_with_nothing_at_all_shows_dashes():
     rows = week_over_week_rows(None)
     assert len(rows) == 5 and {r["now"] for r in rows} == {"—"} and {r["change"] for r in rows} == {"—"}
+
+
+NOW = datetime(2026, 3, 29, 12, 0, tzinfo=UTC)
+
+
+def test_the_timeline_ranges_end_now_and_a_custom_one_is_read_as_utc():
+    assert timeline_range(0, "", "", NOW) == ("2026-03-28T12:00:00Z", "2026-03-29T12:00:00Z")
+    assert timeline_range(1, "x", "y", NOW) == ("2026-03-22T12:00:00Z", "2026-03-29T12:00:00Z")
+    assert timeline_range(2, "2026-03-01 06:00", "2026-03-08 06:00", NOW) == (
+        "2026-03-01T06:00:00Z",
+        "2026-03-08T06:00:00Z",
+    )
+    assert timeline_range(2, "2026-03-01T08:00+02:00", "2026-03-01 07:00", NOW)[0] == "2026-03-01T06:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "says"),
+    [
+        ("yesterday", "2026-03-08 06:00", "YYYY-MM-DD HH:MM"),
+        ("2026-03-08 06:00", "2026-03-08 06:00", "after From"),
+        ("2026-03-01 06:00", "2026-03-08 06:01", "at most 7 days"),
+    ],
+)
+def test_a_custom_timeline_range_the_api_would_refuse_is_refused_first(start, end, says):
+    with pytest.raises(ValueError, match=says):
+        timeline_range(2, start, end, NOW)
 
 
 def test_an_operators_moment_without_a_zone_is_utc():

@@ -25,7 +25,7 @@ class EstatePage:
         schedule: Callable[[Callable[[], Awaitable[None]]], None],
         open_machine: Callable[[str], Awaitable[None]],
     ) -> None:
-        self.timeline = TimelineView(api, schedule)
+        self.timeline = TimelineView(api, schedule, open_machine)
         self.grid = GridView(api, schedule, open_machine)
         self.message = message_div("estate-message")
         self.period = PeriodChoice("estate-period", "7d")
@@ -52,6 +52,11 @@ class EstatePage:
     def _point(self) -> None:
         self.pdf.point_at(period=self.period.value)
         self.jobs.point_at(period=self.period.value)
+
+    def clear_selection(self) -> None:
+        """After the dialog closes: the same cell or bar can be clicked again."""
+        self.timeline.clear_selection()
+        self.grid.clear_selection()
 
     async def load(self) -> None:
         await self.timeline.load()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -29,8 +30,8 @@ from bokeh.plotting import figure
 from dashboards.app.client import ApiError, DashboardApi
 from dashboards.app.estate_shaping import (
     TIMELINE_RANGES,
-    parse_moment,
     timeline_bar_columns,
+    timeline_range,
     timeline_rows,
     timeline_series,
 )
@@ -45,7 +46,6 @@ ROWS = 30
 ALL_REPOSITORIES = "All repositories"
 _ROW_PX = 22
 _WIDTH = 1240
-_MAX_RANGE_S = 7 * 86_400
 
 
 def _times() -> DatetimeTickFormatter:
@@ -53,15 +53,17 @@ def _times() -> DatetimeTickFormatter:
     return DatetimeTickFormatter(hours="%H:%M", days="%b %d", months="%b %d", minutes="%H:%M", hourmin="%H:%M")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class TimelineView:
     """The range chosen, the API's answer for it, and the page of its machines shown."""
 
-    def __init__(self, api: DashboardApi, schedule: Callable[[Callable[[], Awaitable[None]]], None]) -> None:
+    def __init__(
+        self,
+        api: DashboardApi,
+        schedule: Callable[[Callable[[], Awaitable[None]]], None],
+        open_machine: Callable[[str], Awaitable[None]],
+    ) -> None:
         self.api = api
+        self.open_machine = open_machine
         self.schedule = schedule
         self.answer: dict = {"bars": [], "buckets": []}
         self.rows: list[tuple[str, str]] = []
@@ -92,16 +94,25 @@ class TimelineView:
         self.chart = figure(
             width=_WIDTH,
             frame_height=3 * _ROW_PX,
-            title="Jobs from start to end (UTC)",
+            title="Jobs from start to end (UTC; a click on a job opens its machine)",
             x_axis_type="datetime",
             x_range=x_range,
             y_range=FactorRange(factors=[("", "—")]),
-            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            tools="xpan,xwheel_zoom,box_zoom,reset,save,tap",
             active_scroll="xwheel_zoom",
             toolbar_location="above",
             name="timeline-chart",
         )
-        bars = self.chart.hbar(y="y", left="left", right="right", height=0.7, color="color", source=self.bars)
+        bars = self.chart.hbar(
+            y="y",
+            left="left",
+            right="right",
+            height=0.7,
+            color="color",
+            source=self.bars,
+            nonselection_alpha=1.0,
+            selection_line_color="#000000",
+        )
         self.chart.add_tools(
             HoverTool(
                 renderers=[bars],
@@ -139,6 +150,16 @@ class TimelineView:
         self.repository.on_change("value", lambda _a, _o, _n: self.schedule(self.load))
         self.previous.on_click(lambda: self._page(-ROWS))
         self.next.on_click(lambda: self._page(ROWS))
+        self.bars.selected.on_change("indices", self._clicked)
+
+    def _clicked(self, _attr: str, _old: list[int], new: list[int]) -> None:
+        """A bar clicked: its machine's dialog."""
+        names = self.bars.data["vm_name"]
+        if new and 0 <= new[0] < len(names):
+            self.schedule(partial(self.open_machine, names[new[0]]))
+
+    def clear_selection(self) -> None:
+        self.bars.selected.indices = []
 
     def _series_chart(self, x_range, field: str, title: str, label: str, color: str, tip: str = ""):
         chart = figure(
@@ -173,27 +194,15 @@ class TimelineView:
         if not custom:
             self.schedule(self.load)
 
-    def _bounds(self) -> tuple[str, str]:
-        length = TIMELINE_RANGES[self.range.active][1]
-        if length is not None:
-            now = datetime.now(UTC)
-            return _iso(now - length), _iso(now)
-        try:
-            start = parse_moment(self.start.value_input or self.start.value or "")
-            end = parse_moment(self.end.value_input or self.end.value or "")
-        except ValueError:
-            raise ValueError("From and To are a date and time, YYYY-MM-DD HH:MM (UTC).") from None
-        seconds = (end - start).total_seconds()
-        if not 0 < seconds <= _MAX_RANGE_S:
-            raise ValueError("To must come after From, at most 7 days after it.")
-        return _iso(start), _iso(end)
-
     async def load(self) -> None:
         """Ask the API for the range (and repository) chosen; show its first page of machines."""
         self._asked += 1
         asked = self._asked
         try:
-            start, end = self._bounds()
+            start, end = timeline_range(
+                self.range.active, self.start.value_input or self.start.value or "",
+                self.end.value_input or self.end.value or "", datetime.now(UTC),
+            )  # fmt: skip
         except ValueError as exc:
             self.message.text = message_html(str(exc), "error")
             return
