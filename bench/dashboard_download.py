@@ -120,7 +120,7 @@ def main() -> int:
     ))  # fmt: skip
     verdict = "MET" if growth < TARGET_GROWTH_MB else "MISSED"
     print(table(
-        ["dashboard RSS before (MB)", "peak while streaming (MB)", "growth (MB)", f"target < {TARGET_GROWTH_MB:.0f} MB"],
+        ["dashboard RSS before (MB)", "peak streaming (MB)", "growth (MB)", f"target < {TARGET_GROWTH_MB:.0f} MB"],
         [[before, peak[0], growth, verdict]],
     ))  # fmt: skip
     log(f"the dashboard's log: {logs_dir() / 'dashboard-download.log'}")
