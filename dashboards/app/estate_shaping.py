@@ -208,6 +208,13 @@ def _figure_text(name: str, value: float | None) -> str:
     return f"{mbps(value):.2f} MB/s"
 
 
+def _tone(name: str, direction: str) -> str:
+    better = _BETTER_WHEN.get(name)
+    if better is None or direction not in ("up", "down"):
+        return "neutral"
+    return "better" if direction == better else "worse"
+
+
 def _change_text(figure: dict) -> tuple[str, str]:
     """("+38.0 %", "up") / ("−12.5 pts", "down") / ("—", "none") when there was nothing to compare with."""
     if "change_points" in figure:
@@ -222,8 +229,13 @@ def _change_text(figure: dict) -> tuple[str, str]:
     return f"{sign}{abs(change):.1f} {unit}", "up" if change > 0 else "down"
 
 
+# Which way is better: a higher success rate and speed, a shorter duration. More jobs or data is neither.
+_BETTER_WHEN = {"success_rate": "up", "avg_speed_bps": "up", "avg_duration_seconds": "down"}
+
+
 def week_over_week_rows(week: dict | None) -> list[dict[str, str]]:
-    """Each figure this period and the one before, with its change: what the Analytics tab's table shows."""
+    """Each figure this period and the one before, with its change and whether that is better, worse or
+    neither (`tone`): what the Analytics tab's table shows."""
     figures = (week or {}).get("figures") or {}
     rows = []
     for name, label in _WOW_FIGURES:
@@ -237,6 +249,7 @@ def week_over_week_rows(week: dict | None) -> list[dict[str, str]]:
                 "before": _figure_text(name, figure.get("before")),
                 "change": change,
                 "direction": direction,
+                "tone": _tone(name, direction),
             }
         )
     return rows

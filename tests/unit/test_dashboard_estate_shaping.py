@@ -131,6 +131,11 @@ def test_week_over_week_rows_show_each_figure_with_its_signed_change():
     assert rows["success_rate"]["change"] == "−15.0 pts" and rows["success_rate"]["direction"] == "down"
     assert rows["avg_duration_seconds"]["now"] == "23m 00s" and rows["avg_duration_seconds"]["change"] == "+38.0 %"
     assert rows["avg_size_bytes"]["change"] == "0 %"
+    assert [rows[n]["tone"] for n in ("jobs", "success_rate", "avg_duration_seconds", "avg_speed_bps")] == [
+        "neutral", "worse", "worse", "neutral",
+    ]  # fmt: skip
+    faster = week_over_week_rows({"figures": {"avg_speed_bps": {"now": 2, "before": 1, "change_percent": 100.0}}})
+    assert faster[-1]["tone"] == "better"
     assert (rows["avg_speed_bps"]["now"], rows["avg_speed_bps"]["before"]) == ("1.00 MB/s", "—")
     assert rows["avg_speed_bps"]["change"] == "—"
 

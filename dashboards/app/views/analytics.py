@@ -139,7 +139,8 @@ _WOW_CSS = """
 .wow th, .wow td { padding: 3px 12px; border-bottom: 1px solid #e4e4e4; text-align: right; }
 .wow th:first-child, .wow td:first-child { text-align: left; }
 .wow th { background: #f3f3f3; font-weight: 600; }
-.wow .up { color: #1f4e79; } .wow .down { color: #8a1c1c; } .wow .none, .wow .same { color: #777; }
+.wow .better { color: #2e7d32; font-weight: 600; } .wow .worse { color: #c62828; font-weight: 600; }
+.wow .neutral { color: #333; }
 .wow-sentences { margin: 4px 0 0; padding: 6px 12px 6px 28px; background: #fff8e1; border-radius: 4px; }
 """
 
@@ -149,7 +150,7 @@ def week_over_week_html(week: dict | None) -> str:
     cells = "".join(
         f"<tr class='wow-{r['name']}'><td>{escape(r['label'])}</td><td class='now'>{escape(r['now'])}</td>"
         f"<td class='before'>{escape(r['before'])}</td>"
-        f"<td class='change {r['direction']}'>{escape(r['change'])}</td></tr>"
+        f"<td class='change {r['tone']}'>{escape(r['change'])}</td></tr>"
         for r in week_over_week_rows(week)
     )
     sentences = [s for s in (week or {}).get("sentences") or [] if s]
