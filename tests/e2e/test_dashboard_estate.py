@@ -199,6 +199,10 @@ def test_csv_downloads_start_and_hold_the_seeded_rows(page: Page, dashboard: str
     assert table[0] == ["vm_name", *grid["days"]]
     assert table[1:] == [[m["vm_name"], *m["cells"]] for m in grid["machines"]]
     assert table[1][grid["days"].index(estate.day(3)) + 1] == "warning"
+    # The download became a download: no page loaded into its frame, so none could read as a refusal.
+    frame = "() => document.getElementById('sendense-download-grid-csv').contentDocument.body.textContent"
+    assert page.evaluate(frame) == ""
+    expect(page.locator(".download-error")).to_have_count(0)
 
 
 def test_a_refused_download_says_why_in_the_page(page: Page, dashboard_without_api: str):

@@ -204,3 +204,31 @@ def test_download_urls_leave_empty_parameters_out_and_map_to_the_api():
 def test_download_requests_outside_the_apis_bounds_are_refused(kind, query, says):
     with pytest.raises(ValueError, match=says):
         api_request(kind, query)
+
+
+def _answer(status: int, body: object, path: str = "/api/v1/reports/estate.pdf"):
+    import httpx
+
+    return httpx.Response(status, json=body, request=httpx.Request("GET", f"http://api{path}"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown", "says"),
+    [
+        (
+            404,
+            {"status_code": 404, "detail": "Not Found"},
+            404,
+            "does not offer this download (/api/v1/reports/estate.pdf",
+        ),
+        (404, {"detail": "no jobs for a machine named 'x'"}, 404, "Not found: no jobs for a machine named 'x'."),
+        (401, {"detail": "bad token"}, 502, "refused the dashboard's token (HTTP 401)"),
+        (400, {"detail": "the range must be at most 7 days"}, 400, "HTTP 400: the range must be at most 7 days."),
+        (503, {}, 502, "HTTP 503: no reason given."),
+    ],
+)
+def test_an_api_refusal_becomes_a_sentence_with_what_to_do(status, body, shown, says):
+    from dashboards.downloads import _refusal
+
+    code, sentence = _refusal(_answer(status, body), "http://api")
+    assert code == shown and says in sentence

@@ -35,10 +35,13 @@ if (frame == null) {
   frame.name = id;
   frame.style.display = 'none';
   frame.addEventListener('load', () => {
+    // A download loads no page into the frame: anything that does load is a refusal.
     let sentence = '';
     try {
-      const p = frame.contentDocument && frame.contentDocument.getElementById('download-error');
-      sentence = p ? p.textContent : '';
+      const page = frame.contentDocument;
+      const p = page && page.getElementById('download-error');
+      const text = page && page.body ? page.body.textContent.trim().slice(0, 200) : '';
+      sentence = p ? p.textContent : (text ? 'The download did not start: ' + text : '');
     } catch (e) {
       sentence = '';
     }
