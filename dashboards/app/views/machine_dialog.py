@@ -16,6 +16,7 @@ from dashboards.app.client import ApiError, DashboardApi
 from dashboards.app.views.alert_actions import AlertActions
 from dashboards.app.views.alerts import MachineAlerts
 from dashboards.app.views.analytics import AnalyticsView
+from dashboards.app.views.common import message_div
 from dashboards.app.views.downloads import DownloadButton, PeriodChoice
 from dashboards.app.views.performance import PerformanceView
 from dashboards.app.views.summary import SummaryView
@@ -57,7 +58,7 @@ class MachineDialog:
         self.summary = SummaryView(self.machine_alerts.layout)
         self.performance = PerformanceView(api, doc.add_next_tick_callback)
         self.analytics = AnalyticsView()
-        self.message = Div(text="", name="dialog-message", sizing_mode="stretch_width")
+        self.message = message_div("dialog-message")  # no room while empty: the report's row goes first
         self.period = PeriodChoice("machine-report-period", "30d")
         self.report = DownloadButton(
             "machine.pdf", "Machine report (PDF)", "machine-report-download", width=180, live=self.period,

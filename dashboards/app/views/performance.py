@@ -170,6 +170,8 @@ class PerformanceView:
         trend = machine.get("trend") or []
         self.sizes.data = size_bar_columns(trend)
         self.cumulative.data = cumulative_columns(trend)
+        # Until a job has finished there is nothing to compare: no empty frames under the speed chart.
+        self.size_chart.visible = self.cumulative_chart.visible = bool(self.sizes.data["n"])
         options = job_options(machine.get("backups") or [])
         self.select.options = options
         if not options:
