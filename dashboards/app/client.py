@@ -98,6 +98,20 @@ class DashboardApi:
         """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks)."""
         return await self._get(f"/telemetry/history/{quote(job_id, safe='')}/disks")
 
+    async def timeline(self, start: str, end: str, repository: str | None = None) -> dict:
+        """Every job of [start, end) as a bar, with the running jobs and summed speed (GET /reports/timeline)."""
+        params = {"from": start, "to": end}
+        if repository:
+            params["repository"] = repository
+        return await self._get("/reports/timeline", params)
+
+    async def grid(self, *, days: int = 30, limit: int = 50, offset: int = 0, search: str = "") -> dict:
+        """A page of the VM × day grid (GET /reports/grid): {"days", "machines": [{vm_name, cells}], "total"}."""
+        params: dict[str, Any] = {"days": days, "limit": limit, "offset": offset}
+        if search:
+            params["search"] = search
+        return await self._get("/reports/grid", params)
+
     async def alerts(
         self,
         *,
