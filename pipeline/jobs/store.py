@@ -449,6 +449,16 @@ class JobStore:
                 update(backup_jobs).where(backup_jobs.c.id == job_id).values(purged_at=utc_now(), **KEEP_UNMARKED)
             )
 
+    def mark_purged_many(self, job_ids: Sequence[str]) -> None:
+        """`mark_purged` for several jobs, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(job_telemetry_snapshots).where(job_telemetry_snapshots.c.job_id.in_(list(job_ids))))
+            conn.execute(
+                update(backup_jobs)
+                .where(backup_jobs.c.id.in_(list(job_ids)))
+                .values(purged_at=utc_now(), **KEEP_UNMARKED)
+            )
+
     def unpurged(self, columns: Sequence[Any], limit: int) -> list[Row]:
         """Rolled-up jobs whose purge has not finished (a crash, an outage)."""
         with self.engine.connect() as conn:

@@ -20,6 +20,9 @@ __all__ = ["RollupJob", "RollupRun"]
 
 log = logging.getLogger(__name__)
 
+PURGE_BATCH = 50
+"""A run purges the raw telemetry of this many rolled-up jobs at a time, in one statement."""
+
 CLAIM_COLUMNS = (
     *PURGE_COLUMNS,
     *(c for c in SUMMARY_COLUMNS if c.name not in {p.name for p in PURGE_COLUMNS}),
@@ -72,25 +75,42 @@ class RollupJob:
         """Roll up finished jobs until none is due or the batch limit is reached."""
         run = RollupRun()
         failed: list[str] = []
-        while run.rolled_up + run.failed < self.settings.rollup_batch:
-            try:
-                outcome = self.roll_up_next(skip=failed)
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                run.stopped_by = str(exc)
-                break
-            if outcome is None:
-                break
-            if outcome:
-                run.rolled_up += 1
-            else:
-                run.failed += 1
+        done: list[tuple] = []
+        try:
+            while run.rolled_up + run.failed < self.settings.rollup_batch:
+                try:
+                    outcome = self.roll_up_next(skip=failed, purged=done)
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    run.stopped_by = str(exc)
+                    break
+                if outcome is None:
+                    break
+                if outcome:
+                    run.rolled_up += 1
+                else:
+                    run.failed += 1
+                if len(done) >= PURGE_BATCH:
+                    self._purge(done)
+        finally:
+            self._purge(done)
         return run
 
-    def roll_up_next(self, skip: list[str] | None = None) -> bool | None:
+    def _purge(self, done: list[tuple]) -> None:
+        """Purge the raw telemetry of the jobs rolled up so far, together; their summaries are committed."""
+        if not done:
+            return
+        try:
+            self.purger.purge_many(done)
+        except Exception as exc:  # the purge job retries; the summaries are safe
+            log.warning("rolled up %d jobs but could not purge their raw telemetry yet: %s", len(done), exc)
+        done.clear()
+
+    def roll_up_next(self, skip: list[str] | None = None, purged: list[tuple] | None = None) -> bool | None:
         """One job: True rolled up, False failed (recorded, and added to `skip`), None nothing due.
-        Outages raise."""
+        Outages raise. With `purged`, a rolled-up job and its summary are added to it for the caller to
+        purge with others (`run_once`: one DROP SERIES for a batch); without, it is purged at once."""
         with self.store.claim_rollup(CLAIM_COLUMNS, skip or ()) as claim:
             if claim is None:
                 return None
@@ -123,10 +143,13 @@ class RollupJob:
                 log.warning(
                     "rolled up %s but could not assess the failure risk of %r yet: %s", job.id, job.vm_name, exc
                 )
-        try:
-            self.purger.purge(job, metrics)
-        except Exception as exc:  # the purge job retries; the summary is safe
-            log.warning("rolled up %s but could not purge its raw telemetry yet: %s", job.id, exc)
+        if purged is not None:
+            purged.append((job, metrics))
+        else:
+            try:
+                self.purger.purge(job, metrics)
+            except Exception as exc:  # the purge job retries; the summary is safe
+                log.warning("rolled up %s but could not purge its raw telemetry yet: %s", job.id, exc)
         self.on_rollup(time.perf_counter() - started, True)
         return True
 

@@ -37,12 +37,25 @@ def test_no_influxql_outside_the_tsdb_package():
         lambda job: queries.chart_bounds('"db"."rp"."m"', job, 1, 2),
         lambda job: queries.chart_buckets('"db"."rp"."m"', job, 1, 2, 1000, 2000, 5),
         lambda job: queries.drop_series(job),
+        lambda job: queries.job_aggregates('"db"."rp"."m"', job, 1, 2),
+        lambda job: queries.job_buckets('"db"."rp"."m"', job, 10**6, 10**9, 7),
+        lambda job: queries.job_points_at('"db"."rp"."m"', job, 1, 2, [(1, 2), (5, 9)]),
+        lambda job: queries.chart_after('"db"."rp"."m"', job, 1, 2, 1, 600),
     ],
 )
 def test_a_job_id_is_a_bound_parameter_never_text(build):
     hostile = "x' OR 1=1; DROP MEASUREMENT job_telemetry; --"
     query = build(hostile)
     assert hostile not in query.text and query.params["job_id"] == hostile
+
+
+def test_several_job_ids_to_drop_are_bound_parameters_each():
+    hostile = ["a' OR 1=1 --", 'b"; DROP DATABASE x', "c"]
+    query = queries.drop_series_many(hostile)
+    assert not any(h in query.text for h in hostile) and sorted(query.params.values()) == sorted(hostile)
+    assert query.text.count("$j") == 3
+    with pytest.raises(ValueError):
+        queries.drop_series_many([])
 
 
 def test_identifiers_are_quoted_and_durations_checked():
