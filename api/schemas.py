@@ -176,6 +176,12 @@ class LiveHistory(Struct, tag_field="data_source", tag="live_snapshots"):
     eta_reason: str | None | UnsetType = UNSET
     bottleneck: Bottleneck | None | UnsetType = UNSET
     """Running jobs: the busiest stage of the last update, null when the agent reports no stage loads."""
+    cursor: str | UnsetType = UNSET
+    """Charts from InfluxDB: pass it as `since` on the next refresh to get only the points after this
+    answer's last."""
+    since: str | UnsetType = UNSET
+    """Present when the request gave `since`: `chart_data` holds only the points after it (append
+    them); absent, `chart_data` is the whole chart (replace it)."""
 
 
 class NoHistory(Struct, tag_field="data_source", tag="none"):

@@ -131,6 +131,41 @@ def run_bare(server: str, port: int, lua: Path, args: argparse.Namespace) -> tup
         c.DevStack.stop_process(proc, timeout=10)
 
 
+def start_profile(api_pid: int, duration: float, prefix: str) -> tuple[subprocess.Popen, Path]:
+    """py-spy sampling the API's worker processes (granian's children) for most of the wrk run."""
+    out = c.STATE_DIR / f"{prefix}-profile.txt"
+    pids = c.children(api_pid) or [api_pid]
+    cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--rate", "200", "--nonblocking",
+           "--duration", str(max(1, int(duration) - 2)), "--output", str(out), "--pid", str(pids[-1])]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), out
+
+
+def finish_profile(spy: tuple[subprocess.Popen, Path]) -> list[list]:
+    """The collapsed stacks py-spy wrote, as the top functions by own and by inclusive samples."""
+    proc, out = spy
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"py-spy failed ({proc.returncode}): {err[-2000:]}")
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    top_own = sorted(own.items(), key=lambda kv: -kv[1])[:25]
+    top_incl = sorted(inclusive.items(), key=lambda kv: -kv[1])[:40]
+    rows = [["own", f"{100 * n / total:.1f} %", frame[:150]] for frame, n in top_own]
+    rows += [["incl.", f"{100 * n / total:.1f} %", frame[:150]] for frame, n in top_incl]
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per endpoint (default 60)")
@@ -140,6 +175,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000, help="running jobs the requests are spread over")
     parser.add_argument("--skip-bare", action="store_true", help="do not run the bare reference")
     parser.add_argument("--keep-data", action="store_true", help="keep this run's jobs and points")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the API worker with py-spy during our run; print its top entries"
+    )
     c.add_api_env_option(parser)
     args = parser.parse_args()
     api_env = c.api_env_from(args)
@@ -160,6 +198,7 @@ def main() -> int:
         cpu0 = {name: c.process_tree_cpu(pid) for name, pid in pids.items()}
         sampler = Sampler(api_url, api.pid)
         sampler.start()
+        spy = start_profile(api.pid, args.duration, prefix) if args.profile else None
         ours, ours_text = c.run_wrk(
             f"{api_url}/api/v1/telemetry/backup/x",
             script=lua,
@@ -168,6 +207,7 @@ def main() -> int:
             threads=args.threads,
         )
         sampler.stop.set()
+        profile = finish_profile(spy) if spy else None
         cpu = {name: (c.process_tree_cpu(pid) - cpu0[name]) / ours["duration_s"] for name, pid in pids.items()}
         sampler.join()
         written = c.points_written(api_url) - written0
@@ -224,6 +264,9 @@ def main() -> int:
             title,
         )
     )
+
+    if profile:
+        print(c.table(["", "samples", "function (file:line)"], profile, "\npy-spy: the API worker during our run"))
 
     cpu_rows = [[name, cores] for name, cores in cpu.items()]
     if bare:

@@ -9,9 +9,12 @@ What it measures
     Then, each in a fresh child process (so that imports, warm-up and earlier runs do not blur the
     memory figures), after a warm-up of the connections:
       * ours: `RollupJob.roll_up_next()` built as the scheduler builds it (pipeline.scheduler.SchedulerJobs):
-        claim, read the points (chunked), compute the metrics, commit, purge. Wall time, a breakdown
-        (reader / metrics / purge / rest), and memory growth: peak RSS (VmHWM, reset before the call
-        through /proc/self/clear_refs) minus RSS before, and the ru_maxrss delta;
+        claim, ask InfluxDB for the aggregates (pushed down), compute the metrics, commit, purge. Wall
+        time, a breakdown (reader / metrics / purge / rest), and memory growth: peak RSS (VmHWM, reset
+        before the call through /proc/self/clear_refs) minus RSS before, and the ru_maxrss delta;
+      * the previous path on a twin job (same points): the same call with every point read into Python
+        (`JobSummarizer(pushdown=False)`), the reference the pushed-down figures are tested against;
+      * InfluxDB's own time for the aggregate statements the pushed-down path sends (its floor);
       * reference: a plain `SELECT * FROM job_telemetry WHERE job_id = '...'` of the same points (one
         non-chunked HTTP answer, then json.loads), with the same memory figures;
       * one more job rolled up with tracemalloc on (its peak of traced Python + numpy allocations; slower,
@@ -19,8 +22,9 @@ What it measures
     Prints rollup seconds, reference seconds, the ratio, memory growth, and the size of the stored
     `performance_metrics` (`len(json.dumps(...))`, as stored by SQLAlchemy, and compact).
 
-Targets (from the issue)
-    rollup < 1 s, memory growth < 100 MB, performance_metrics < 8 KB.
+Targets (from the issues)
+    rollup < 1 s, memory growth < 100 MB, performance_metrics < 8 KB; pushed down: < 0.25 s and
+    memory growth < 10 MB for 100,000 points.
 
 Usage
     .venv/bin/python bench/rollup.py [--points 100000] [--repeats 3]
@@ -97,18 +101,25 @@ def _measure(fn, use_tracemalloc: bool) -> dict:
     return out
 
 
-def child_rollup(expect: str, use_tracemalloc: bool) -> dict:
+def child_rollup(expect: str, use_tracemalloc: bool, every_point: bool = False) -> dict:
     import pipeline.rollup.summary as summary_module
     from pipeline.scheduler import SchedulerJobs
     from pipeline.settings import load_settings
 
     jobs = SchedulerJobs(load_settings())
+    jobs.rollup.summarizer.pushdown = not every_point
     # Warm-up: open a pooled MySQL connection and the HTTP connection to InfluxDB.
     with jobs.engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
     jobs.influx.ping()
 
-    phases: dict[str, float] = {"reader.samples": 0.0, "reader.disks": 0.0, "rollup_metrics": 0.0, "purge": 0.0}
+    phases: dict[str, float] = {
+        "reader.aggregates": 0.0,
+        "reader.samples": 0.0,
+        "reader.disks": 0.0,
+        "rollup_metrics": 0.0,
+        "purge": 0.0,
+    }
 
     def timed(name, fn):
         def wrapper(*args, **kwargs):
@@ -122,6 +133,7 @@ def child_rollup(expect: str, use_tracemalloc: bool) -> dict:
 
     reader, purger = jobs.rollup.reader, jobs.rollup.purger
     reader.samples = timed("reader.samples", reader.samples)
+    reader.aggregates = timed("reader.aggregates", reader.aggregates)
     reader.disks = timed("reader.disks", reader.disks)
     purger.purge = timed("purge", purger.purge)
     summary_module.rollup_metrics = timed("rollup_metrics", summary_module.rollup_metrics)
@@ -143,6 +155,31 @@ def child_reference(job_id: str) -> dict:
     def fetch() -> int:
         body = json.loads(client.get(url, params={"db": c.INFLUX_DB, "q": q, "epoch": "ms"}).content)
         return len(body["results"][0]["series"][0]["values"])
+
+    return _measure(fetch, False)
+
+
+def child_aggregates(job_id: str) -> dict:
+    """The pushed-down path's InfluxDB statements alone (aggregates, buckets), answers not used."""
+    from pipeline.settings import load_settings
+    from pipeline.tsdb import queries
+    from pipeline.tsdb.influx import SyncInflux
+
+    settings = load_settings()
+    influx = SyncInflux(settings.influx)
+    influx.ping()
+    src = queries.source(settings.influx.database, settings.influx.raw_rp)
+    first = influx.query(*queries.job_aggregates(src, job_id, 0, time.time_ns()), epoch="ms")[1]
+    last = influx.query(*queries.job_aggregates(src, job_id, 0, time.time_ns()), epoch="ms")[2]
+    start_ns = first["series"][0]["values"][0][0] * 10**6
+    end_ns = last["series"][0]["values"][0][0] * 10**6 + 999_999
+    width = (end_ns - start_ns) // 10**6 // 100 + 1
+
+    def fetch() -> int:
+        # One after the other: InfluxDB's time for the statements, not what sending them at once saves.
+        influx.query(*queries.job_aggregates(src, job_id, start_ns, end_ns), epoch="ms")
+        answers = influx.query(*queries.job_buckets(src, job_id, start_ns, end_ns, width), epoch="ms")
+        return len(answers[0]["series"][0]["values"])
 
     return _measure(fetch, False)
 
@@ -294,7 +331,9 @@ def main() -> int:
     if args.child:
         kind, job_id, *flags = args.child
         if kind == "rollup":
-            out = child_rollup(job_id, "tracemalloc" in flags)
+            out = child_rollup(job_id, "tracemalloc" in flags, "every" in flags)
+        elif kind == "aggregates":
+            out = child_aggregates(job_id)
         else:
             out = child_reference(job_id) if kind == "reference" else child_floor(job_id)
         print(json.dumps(out))
@@ -303,8 +342,10 @@ def main() -> int:
     print(c.machine_note())
     prefix = c.run_id("rollup")
     extra = 0 if args.no_tracemalloc else 1
-    job_ids = [f"{prefix}-{i}" for i in range(args.repeats + extra)]
-    runs, refs, floors = [], [], []
+    # Each timed job has a twin with the same points, rolled up the previous way (every point read).
+    job_ids = [j for i in range(args.repeats) for j in (f"{prefix}-{i}", f"{prefix}-{i}-every")]
+    job_ids += [f"{prefix}-trace-{i}" for i in range(extra)]
+    runs, refs, floors, aggs, everys = [], [], [], [], []
     with c.bench_stack():
         left = drain_leftovers()
         if left:
@@ -320,12 +361,15 @@ def main() -> int:
             got = c.influx_count(job_id, exact=True)
             if got != args.points:
                 raise RuntimeError(f"{job_id}: InfluxDB holds {got} points, expected {args.points}")
-            tracing = n >= args.repeats
-            if not tracing:
+            tracing, every = "-trace-" in job_id, job_id.endswith("-every")
+            if not tracing and not every:
                 refs.append(run_child("reference", job_id))
                 floors.append(run_child("floor", job_id))
-            run = run_child("rollup", job_id, *(["tracemalloc"] if tracing else []))
-            c.log(f"{job_id}: rolled up in {run['seconds']:.3f} s" + (" (tracemalloc on)" if tracing else ""))
+                aggs.append(run_child("aggregates", job_id))
+            flags = ["tracemalloc"] if tracing else ["every"] if every else []
+            run = run_child("rollup", job_id, *flags)
+            how = " (tracemalloc on)" if tracing else " (every point read)" if every else ""
+            c.log(f"{job_id}: rolled up in {run['seconds']:.3f} s{how}")
             left_points = c.influx_count(job_id, exact=True)
             with engine.connect() as conn:
                 pm = conn.exec_driver_sql(
@@ -339,7 +383,7 @@ def main() -> int:
             run["snapshots_recorded"] = metrics.get("snapshots_recorded")
             run["points_left"] = left_points
             run["tracing"] = tracing
-            runs.append(run)
+            (everys if every else runs).append(run)
         if not args.keep_data:
             c.mysql_delete_jobs(prefix)
         engine.dispose()
@@ -398,11 +442,30 @@ def main() -> int:
             "reference: plain SELECT * + json.loads)",
         )
     )
+    med_every = med(r["seconds"] for r in everys)
+    med_agg = med(a["seconds"] for a in aggs)
+    growth_every = med(r["peak_growth_mb"] for r in everys)
+    print(
+        c.table(
+            ["path (same points)", "median s", "median peak +MB", "vs pushed down"],
+            [
+                ["pushed down: InfluxDB's aggregates (ours now)", med_run, med_growth, "1.00x"],
+                ["every point read into Python (the previous path)", med_every, growth_every,
+                 f"{c.ratio(med_every, med_run):.2f}x"],
+                ["InfluxDB's own time for the aggregate statements", med_agg, "", f"{c.ratio(med_agg, med_run):.2f}x"],
+                ["plain SELECT * + json.loads", med_ref, med(r["peak_growth_mb"] for r in refs),
+                 f"{c.ratio(med_ref, med_run):.2f}x"],
+            ],
+            "\nThe same job rolled up both ways, side by side in this run",
+        )
+    )  # fmt: skip
     phase_rows = [[name, med(r["phases"][name] for r in timed)] for name in timed[0]["phases"]]
     phase_rows.append(["rest: claim, UPDATE, commit", med_run - sum(v for _, v in phase_rows)])
     med_floor = med(f["seconds"] for f in floors)
     phase_rows.append(["(reference: the reader's chunked query, bytes only, no parsing)", med_floor])
-    phase_rows.append(["(reader.samples minus that: parsing + columns in Python)", phase_rows[0][1] - med_floor])
+    every_samples = med(r["phases"]["reader.samples"] for r in everys)
+    phase_rows.append(["(the previous path's reader.samples: every point read)", every_samples])
+    phase_rows.append(["(that minus the chunked query: parsing + columns in Python)", every_samples - med_floor])
     print(c.table(["step of roll_up_next()", "median s"], phase_rows, "\nWhere the rollup time goes"))
     last = runs[-1]
     print(
@@ -430,6 +493,8 @@ def main() -> int:
             ["target", "measured", "verdict"],
             [
                 ["rollup < 1 s (median)", f"{med_run:.3f} s", c.verdict(med_run < 1.0)],
+                ["pushed down < 0.25 s (median)", f"{med_run:.3f} s", c.verdict(med_run < 0.25)],
+                ["pushed down memory growth < 10 MB (worst)", f"{growth_max:.1f} MB", c.verdict(growth_max < 10)],
                 ["memory growth < 100 MB (worst peak RSS)", f"{growth_max:.1f} MB", c.verdict(growth_max < 100)],
                 ["performance_metrics < 8 KB (8,192 B)", f"{size_max:,} B", c.verdict(size_max < 8192)],
                 ["(ours / SELECT * time)", f"{c.ratio(med_run, med_ref):.2f}x", "-"],

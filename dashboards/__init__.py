@@ -54,6 +54,7 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
     from bokeh.server.server import Server
 
     from dashboards.auth import COOKIE, DashboardLogin, parse_users
+    from dashboards.downloads import download_patterns
     from pipeline.settings import is_loopback
 
     _settings = settings
@@ -111,6 +112,8 @@ def serve(settings: Settings, port: int | None = None, host: str | None = None) 
             allow_websocket_origin=origins,
             # The dialog's API calls are fast, but a slow API must not drop sessions mid-click.
             unused_session_lifetime_milliseconds=60_000,
+            # Reports and CSVs, fetched with the dashboard's token (the browser has none), behind the same login.
+            extra_patterns=download_patterns(dash.api_url, dash.token, _login),
             **login,
         )
     except OSError as exc:

@@ -138,7 +138,19 @@ class TelemetryController(Controller):
         return BatchResult(result["accepted"], rejected)
 
     @get("/history/{job_id:str}", operation_id="getTelemetryHistory", responses=errors(400, 401, 404, 503))
-    async def history(self, history: TelemetryHistory, job_id: JobIdParam) -> History:
+    async def history(
+        self,
+        history: TelemetryHistory,
+        job_id: JobIdParam,
+        since: Annotated[
+            str | None,
+            Parameter(
+                pattern=r"^[0-9]{1,19}$",
+                description="A previous live answer's `cursor`: a live answer then carries only the points after "
+                "it (and echoes it in `since`); any other answer is whole.",
+            ),
+        ] = None,
+    ) -> History:
         """The job sheet's three modes, told apart by `data_source`: `rolled_up` (the summary),
         `live_snapshots` (a running job: the chart from the raw points) and `none` (no telemetry yet).
         Finished means final: a finished job (completed, failed, cancelled) is answered `rolled_up` from
@@ -148,8 +160,12 @@ class TelemetryController(Controller):
         a partial view. Only a finished job whose rollup fails (recorded in `GET /backups/{id}`) is
         answered `live_snapshots`. In `performance_metrics`, `avg_speed_bps` is time-weighted (the integral
         of the speed curve over the job's duration, not a mean of unevenly spaced samples) and
-        `min_speed_bps` is the lowest non-zero speed."""
-        body = await history.get(job_id)
+        `min_speed_bps` is the lowest non-zero speed.
+
+        A live chart is kept by the API and extended with the points after its last, so viewers of the
+        same job within a second share one InfluxDB read; `?since=<cursor>` returns only the new points,
+        which a dashboard appends."""
+        body = await history.get(job_id, None if since is None else int(since))
         if body is None:
             raise NotFoundException(f"job {job_id!r} does not exist")
         return to_body(body, History)

@@ -88,13 +88,29 @@ class DashboardApi:
         """One machine's details, KPIs, trend, anomalies and RPO (GET /machines/{vm_name})."""
         return await self._get(f"/machines/{quote(vm_name, safe='')}")
 
-    async def history(self, job_id: str) -> dict:
-        """A job's telemetry history: rolled_up, live_snapshots or none (GET /telemetry/history/{job_id})."""
-        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}")
+    async def history(self, job_id: str, since: str | None = None) -> dict:
+        """A job's telemetry history: rolled_up, live_snapshots or none (GET /telemetry/history/{job_id});
+        with `since` (a live answer's cursor) a live answer holds only the points after it."""
+        params = {"since": since} if since else None
+        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}", params)
 
     async def disk_history(self, job_id: str) -> dict:
         """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks)."""
         return await self._get(f"/telemetry/history/{quote(job_id, safe='')}/disks")
+
+    async def timeline(self, start: str, end: str, repository: str | None = None) -> dict:
+        """Every job of [start, end) as a bar, with the running jobs and summed speed (GET /reports/timeline)."""
+        params = {"from": start, "to": end}
+        if repository:
+            params["repository"] = repository
+        return await self._get("/reports/timeline", params)
+
+    async def grid(self, *, days: int = 30, limit: int = 50, offset: int = 0, search: str = "") -> dict:
+        """A page of the VM × day grid (GET /reports/grid): {"days", "machines": [{vm_name, cells}], "total"}."""
+        params: dict[str, Any] = {"days": days, "limit": limit, "offset": offset}
+        if search:
+            params["search"] = search
+        return await self._get("/reports/grid", params)
 
     async def alerts(
         self,

@@ -121,6 +121,25 @@ def phase_bands(chart_data: Sequence[dict]) -> dict[str, list]:
     return bands
 
 
+LIVE_KEPT_POINTS = 2400
+"""A watched live chart grows by appended points up to this many, then is read whole (re-bucketed) again."""
+
+
+def merge_live(kept: list[dict] | None, answer: dict) -> tuple[dict, str | None]:
+    """A history answer with its whole chart, and the cursor to ask with next time (None: read whole).
+
+    An answer to `?since=` (it echoes `since`) holds only the points after the cursor: they are added to
+    the chart kept from the earlier answers. Any other answer is whole and replaces it. A chart grown
+    past `LIVE_KEPT_POINTS` is read whole next time, which the API answers in buckets.
+    """
+    chart = answer.get("chart_data") or []
+    if "since" in answer and kept is not None:
+        answer = {**answer, "chart_data": kept + chart}
+    whole = answer.get("chart_data") or []
+    cursor = answer.get("cursor") if len(whole) <= LIVE_KEPT_POINTS else None
+    return answer, cursor
+
+
 def stream_tail(current: dict[str, list], new: dict[str, list]) -> dict[str, list] | None:
     """The points of `new` after those already drawn, or None when `new` does not extend `current`.
 

@@ -108,6 +108,8 @@ backup_jobs = Table(
     Index(None, "status", "rolled_up_at"),
     Index(None, "status", "last_seen_at"),
     Index(None, "rolled_up_at", "purged_at"),
+    # The rollup's claim: not rolled up yet, oldest completion first, without reading (and locking) them all.
+    Index(None, "rolled_up_at", "completed_at"),
     Index(None, "avg_speed_bps"),
     Index(None, "created_at"),
     Index(None, "rollup_failed_at"),

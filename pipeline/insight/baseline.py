@@ -43,11 +43,16 @@ class RunBaselines:
         self.engine = engine
         self._cache: dict[tuple[str, str], tuple[float, Baseline]] = {}
 
+    def cached(self, vm_name: str, backup_type: str) -> Baseline | None:
+        """The baseline if it is cached and fresh: no query, so no worker thread needed to ask."""
+        hit = self._cache.get((vm_name, backup_type))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < _TTL else None
+
     def get(self, vm_name: str, backup_type: str) -> Baseline:
         key = (vm_name, backup_type)
-        hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < _TTL:
-            return hit[1]
+        hit = self.cached(vm_name, backup_type)
+        if hit is not None:
+            return hit
         with self.engine.connect() as conn:
             rows = conn.execute(_RUNS_SQL, {"vm": vm_name, "type": backup_type, "runs": RUNS}).all()
         baseline = summarise(rows)

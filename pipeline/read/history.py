@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
+from functools import partial
 
 from anyio import to_thread
 from sqlalchemy import Engine, select
@@ -18,16 +20,14 @@ from pipeline.insight.bottleneck import bottleneck
 from pipeline.insight.eta import estimate_eta
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.read.finished import FinishedSummaries
+from pipeline.read.live import LIVE_CHART_POINTS, LiveChart, LiveCharts
 from pipeline.tsdb import queries
-from pipeline.tsdb.encoding import STAGES
 from pipeline.tsdb.influx import AsyncInflux, InfluxError
 
 __all__ = ["LIVE_CHART_POINTS", "TelemetryHistory"]
 
 log = logging.getLogger(__name__)
 
-# A live chart is drawn from at most this many points; longer jobs are aggregated by InfluxDB.
-LIVE_CHART_POINTS = 600
 # Each disk's live curve in at most about this many buckets.
 LIVE_DISK_POINTS = 200
 NO_DATA = "No telemetry data available for this job"
@@ -56,6 +56,9 @@ class TelemetryHistory:
         self._rolled_up: OrderedDict[str, dict] = OrderedDict()
         self.cache_size = cache_size
         self.source = queries.source(influx.settings.database, raw_rp)
+        # Live jobs' charts, extended with new points and shared by the readers of one refresh.
+        self.live = LiveCharts(influx, self.source)
+        self._rows_in_flight: dict[str, asyncio.Future] = {}
 
     def _job(self, job_id: str):
         with self.engine.connect() as conn:
@@ -77,15 +80,35 @@ class TelemetryHistory:
                 ).where(backup_jobs.c.id == job_id)
             ).first()
 
-    async def get(self, job_id: str) -> dict | None:
-        """The history response for one job, or None if the job does not exist."""
+    async def _row(self, job_id: str):
+        """The job's row; readers asking while a read of it is in flight share that read (viewers of
+        one live job refresh together: one MySQL read for all of them, as for InfluxDB)."""
+        pending = self._rows_in_flight.get(job_id)
+        if pending is None:
+            pending = asyncio.ensure_future(to_thread.run_sync(self._job, job_id))
+            self._rows_in_flight[job_id] = pending
+            pending.add_done_callback(partial(self._row_read, job_id))
+        # Shielded: one reader going away must not cancel the read the others wait for.
+        return await asyncio.shield(pending)
+
+    def _row_read(self, job_id: str, done: asyncio.Future) -> None:
+        if self._rows_in_flight.get(job_id) is done:
+            del self._rows_in_flight[job_id]
+
+    async def get(self, job_id: str, since: int | None = None) -> dict | None:
+        """The history response for one job, or None if the job does not exist.
+
+        `since` (a live answer's `cursor`): a live answer's `chart_data` holds only the points after
+        it, and says so by echoing it in `since`; every other answer is whole, as without it."""
         cached = self._rolled_up.get(job_id)
         if cached is not None:
             self._rolled_up.move_to_end(job_id)
             return cached
-        job = await to_thread.run_sync(self._job, job_id)
+        job = await self._row(job_id)
         if job is None:
             return None
+        if job.status != "running":
+            self.live.forget(job_id)
         if job.performance_metrics is not None:
             answer = {
                 "job_id": job_id,
@@ -111,7 +134,7 @@ class TelemetryHistory:
                     "performance_metrics": metrics,
                 }
         if job.status == "running" or job.status in TERMINAL_STATUSES:
-            chart, source, origin, loads = await self._chart(job_id, job.started_at)
+            live, chart, source, origin, loads = await self._chart(job)
             if chart or job.status == "running":
                 answer = {
                     "job_id": job_id,
@@ -133,6 +156,11 @@ class TelemetryHistory:
                     # The stage loads of the last update, and the busiest stage now.
                     answer["current_state"]["stage_load"] = loads
                     answer["bottleneck"] = bottleneck(loads)
+                if live is not None:
+                    answer["cursor"] = live.cursor
+                    if since is not None:
+                        answer["chart_data"] = live.after(since)
+                        answer["since"] = str(since)
                 return answer
         return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
 
@@ -185,11 +213,13 @@ class TelemetryHistory:
         job = await to_thread.run_sync(self._job, job_id)
         if job is None or job.status != "running":
             return {"eta_seconds": None, "eta_at": None, "eta_reason": "the job is not running"}
-        chart, _, origin, _ = await self._chart(job_id, job.started_at)
+        _, chart, _, origin, _ = await self._chart(job)
         return await self._eta(job, chart, origin)
 
     async def _eta(self, job, chart: list[dict], origin: float | None) -> dict:
-        baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
+        baseline = self.baselines.cached(job.vm_name, job.backup_type)
+        if baseline is None:
+            baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
         estimate = estimate_eta(
             [(p["t"], p["p"]) for p in chart],
             history_speed_bps=baseline.avg_speed_bps,
@@ -206,51 +236,24 @@ class TelemetryHistory:
         left = max(0.0, estimate.eta_seconds - waited)
         return {"eta_seconds": round(left, 1), "eta_at": datetime.fromtimestamp(now + left, UTC), "eta_reason": None}
 
-    async def _chart(self, job_id: str, started_at: datetime | None) -> tuple[list[dict], str, float | None, dict]:
-        """The live chart, where it came from, the epoch seconds its `t` counts from, and the stage
-        loads of the last update."""
-        if started_at is None:  # no update accepted yet: no points anywhere
-            return [], "influxdb", None, {}
+    async def _chart(self, job) -> tuple[LiveChart | None, list[dict], str, float | None, dict]:
+        """The live chart of a job row as kept (None from the mirror), its points, where they came
+        from, the epoch seconds their `t` counts from, and the stage loads of the last update."""
+        job_id = job.id
+        if job.started_at is None:  # no update accepted yet: no points anywhere
+            return None, [], "influxdb", None, {}
+        newest = None if job.last_telemetry_at is None else epoch_ns(job.last_telemetry_at) // 1000
         try:
-            return await self._chart_from_influx(job_id, epoch_ns(started_at))
+            # Bounded by the job's window, like the rollup's reads (see pipeline/rollup/reader.py).
+            live = await self.live.get(job_id, epoch_ns(job.started_at), newest)
         except InfluxError as exc:
             # InfluxDB down: the snapshot mirror in MySQL is the durable fallback (coarser cadence).
             log.warning("history of %s falls back to job_telemetry_snapshots: %s", job_id, exc)
             chart, origin = await to_thread.run_sync(self._chart_from_mirror, job_id)
-            return chart, "job_telemetry_snapshots", origin, {}
-
-    async def _chart_from_influx(self, job_id: str, start_ns: int) -> tuple[list[dict], str, float | None, dict]:
-        # Bounded by the job's window, like the rollup's reads (see pipeline/rollup/reader.py).
-        end_ns = time.time_ns() + _AHEAD_NS
-        stats = await self.influx.query(*queries.chart_bounds(self.source, job_id, start_ns, end_ns), epoch="ms")
-        values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
-        load_series = stats[3].get("series") if len(stats) > 3 else None
-        # A stage the agent never reported comes back null: it is left out, not answered as null.
-        last_loads = zip(STAGES, load_series[0]["values"][0][1:], strict=True) if load_series else ()
-        loads = {stage: load for stage, load in last_loads if load is not None}
-        count = values[0][1] or 0
-        if count == 0:
-            return [], "influxdb", None, {}
-        first_ms, last_ms = int(values[1][0]), int(values[2][0])
-        if count <= LIVE_CHART_POINTS:
-            query = queries.chart_points(self.source, job_id, start_ns, end_ns)
-        else:
-            # Long jobs: InfluxDB aggregates into at most LIVE_CHART_POINTS buckets (a few ms for a day of points).
-            # Buckets align to the epoch, not to the first point, so a span can touch one more bucket.
-            bucket_s = max(1, math.ceil((last_ms - first_ms) / 1000 / (LIVE_CHART_POINTS - 1)))
-            query = queries.chart_buckets(self.source, job_id, start_ns, end_ns, first_ms, last_ms, bucket_s)
-        result = await self.influx.query(*query, epoch="ms")
-        rows = result[0].get("series", [{}])[0].get("values", []) if result else []
-        chart = [
-            {
-                "t": max(0, int((ts - first_ms) // 1000)),
-                "s": int(round(speed or 0)),
-                "p": round(float(progress or 0.0), 2),
-                "phase": phase or "",
-            }
-            for ts, speed, progress, phase in rows
-        ]
-        return chart, "influxdb", first_ms / 1000.0, loads
+            return None, chart, "job_telemetry_snapshots", origin, {}
+        if live is None:
+            return None, [], "influxdb", None, {}
+        return live, list(live.points), "influxdb", live.origin_ms / 1000.0, dict(live.loads)
 
     def _chart_from_mirror(self, job_id: str) -> tuple[list[dict], float | None]:
         t = job_telemetry_snapshots.c

@@ -19,6 +19,7 @@ from pipeline.rollup.downsample import Series, chart_indices
 __all__ = [
     "MAX_DISKS",
     "MAX_PHASE_LENGTH",
+    "CurveFigures",
     "DiskSummary",
     "JobTotals",
     "SampleColumns",
@@ -56,6 +57,20 @@ class JobTotals:
             return cls()
         most = int(workers.max())
         return cls(int(done[-1]), int(total[-1]), most if most >= 0 else None)
+
+
+@dataclass(frozen=True, slots=True)
+class CurveFigures:
+    """A run's figures over all its job-level points, when something other than the samples handed to
+    `rollup_metrics` computed them (InfluxDB's aggregates: pipeline/rollup/pushdown.py); the samples
+    then only give the chart."""
+
+    snapshots: int
+    peak_speed: int
+    min_nonzero_speed: int
+    duration: int
+    avg_speed: float
+    phase_durations: dict[str, float]
 
 
 class DiskSummary(msgspec.Struct, frozen=True):
@@ -247,12 +262,14 @@ def rollup_metrics(
     extra: dict[str, Any] | None = None,
     max_chart_points: int = 100,
     max_bytes: int = 8000,
+    figures: CurveFigures | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready `performance_metrics` of a finished job, at most `max_bytes` when compactly encoded.
 
     `totals` are the job's byte counts and largest worker count (`JobTotals.last_of(samples)` when the
     caller has nothing better). `extra` fields (anomaly flags, say) are added as they are and counted
-    in the size bound.
+    in the size bound. `figures`, when given, are the run's figures over every point, and `samples`
+    only the chart's candidates.
 
     Over budget, the chart loses points (down to 16), then the shortest phases, then the highest-indexed
     disks, and finally chart points down to first/last/peak/minimum; `*_omitted` count what was dropped.
@@ -260,11 +277,23 @@ def rollup_metrics(
     if max_chart_points < 4:
         raise ValueError(f"max_chart_points must be at least 4, got {max_chart_points}")
     columns = samples.arrays()
-    durations = _durations(columns[0], columns[3], samples.phase_names())
+    if figures is None:
+        durations = _durations(columns[0], columns[3], samples.phase_names())
+        speed, nonzero = columns[1], columns[1][columns[1] != 0]
+        duration, avg = _headline(*columns[:2], started_at, completed_at)
+        figures = CurveFigures(
+            len(columns[0]),
+            int(speed.max()) if len(speed) else 0,
+            int(nonzero.min()) if len(nonzero) else 0,
+            duration,
+            avg,
+            durations,
+        )
+    durations = figures.phase_durations
     # int() because callers may hand over numpy integers, which json cannot encode.
     ordered = sorted(disks, key=lambda d: d.disk_index)
     disk_list = [{k: int(v) for k, v in msgspec.structs.asdict(d).items()} for d in ordered]
-    result = _figures(columns, totals, final_status, _headline(*columns[:2], started_at, completed_at))
+    result = _figures(figures, totals, final_status)
     # Worst case while sizing: the counts can only shrink, and with them their digits.
     result |= {"phase_durations_omitted": len(durations), "disks_omitted": len(disk_list), **(extra or {})}
     room = max_bytes - len(_dumps(result))
@@ -284,20 +313,15 @@ def rollup_metrics(
     return result
 
 
-def _figures(
-    columns: tuple[npt.NDArray[Any], ...], totals: JobTotals, final_status: str, head: tuple[int, float]
-) -> dict[str, Any]:
+def _figures(figures: CurveFigures, totals: JobTotals, final_status: str) -> dict[str, Any]:
     """The summary's fixed fields, its chart, phases and disks still empty (in the job sheet's order)."""
-    speed, n = columns[1], len(columns[0])
-    duration, avg = head
-    peak = int(speed.max()) if n else 0
-    nonzero = speed[speed != 0]
+    n, peak, avg = figures.snapshots, figures.peak_speed, figures.avg_speed
     return {
-        "duration_seconds": duration,
+        "duration_seconds": figures.duration,
         "snapshots_recorded": n,
         "peak_speed_bps": peak,
         "avg_speed_bps": round(avg),
-        "min_speed_bps": int(nonzero.min()) if len(nonzero) else 0,
+        "min_speed_bps": figures.min_nonzero_speed,
         "peak_speed_mbps": round(peak / _MIB, 2),
         "avg_speed_mbps": round(avg / _MIB, 2),
         "chart_data": [],

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from pipeline.rollup import pushdown
 from pipeline.rollup.metrics import DiskSummary, JobTotals, SampleColumns
+from pipeline.rollup.pushdown import Bucket, JobAggregates, Point
 from pipeline.tsdb import queries
 from pipeline.tsdb.encoding import STAGES
 from pipeline.tsdb.influx import SyncInflux
@@ -16,6 +20,9 @@ from pipeline.tsdb.influx import SyncInflux
 __all__ = ["JobWindow", "TelemetryReader"]
 
 _DISK_INDEX = re.compile(r"[0-9]{1,3}")
+# The pushed-down rollup's two first requests go at once: InfluxDB answers each on its own core.
+# (httpx clients may be shared between threads.)
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="influx-aggregates")
 # Every query is bounded by the job's time window (pipeline/tsdb/queries.py): InfluxDB then opens only
 # the shards of those days, and a field of the wrong type written into another day's shard (by another
 # writer) cannot change the type InfluxDB answers this job's fields with.
@@ -34,6 +41,41 @@ class JobWindow:
     start_ns: int
     end_ns: int
     disk_margin_ns: int = 0
+
+
+def _first_row(result: dict) -> list | None:
+    series = result.get("series")
+    return series[0]["values"][0] if series else None
+
+
+def _values(result: dict) -> list[list]:
+    series = result.get("series")
+    return series[0]["values"] if series else []
+
+
+def _point(row: list) -> Point:
+    t, speed, progress, phase = row
+    return Point(int(t), int(speed or 0), float(progress or 0.0), phase or "")
+
+
+def _totals(result: dict) -> JobTotals:
+    row = _first_row(result)
+    if row is None:
+        return JobTotals()
+    _, sent, total, workers = row
+    return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
+
+
+def _loads(result: dict) -> dict[str, float | None]:
+    row = _first_row(result)
+    if row is None:
+        return dict.fromkeys(STAGES)
+    return {stage: None if v is None else float(v) for stage, v in zip(STAGES, row[1:], strict=True)}
+
+
+def _point_with(rows: list[list], speed: int) -> Point:
+    """The point of `rows` (those of one millisecond) with the speed a selector found there."""
+    return next((_point(r) for r in rows if r[1] == speed), _point(rows[0]))
 
 
 class TelemetryReader:
@@ -73,23 +115,58 @@ class TelemetryReader:
                 )
         return columns
 
+    def aggregates(self, window: JobWindow, buckets: int = 100) -> JobAggregates | None:
+        """The job-level figures and curve computed by InfluxDB: two requests sent at once (figures;
+        buckets), whatever the job's length, then one for the peak's and the minimum's points and the
+        points of the buckets where the phase changes.
+
+        None when the points are not all the API's own (a point without progress or phase, written by
+        someone else): `samples()` reads those as every point, the only way to count them as the rollup
+        always has. Also None for a job without job-level points.
+        """
+        start, end = window.start_ns, window.end_ns
+        width = pushdown.bucket_width_ms(start // 10**6, end // 10**6, buckets)
+        query = partial(self.influx.query, epoch="ms")
+        figures = _POOL.submit(query, *queries.job_aggregates(self.source, window.job_id, start, end))
+        curve, distinct, fields, loads = query(*queries.job_buckets(self.source, window.job_id, start, end, width))
+        *answers, totals = figures.result()
+        head, first_row, last_row, peak_row, low_row = (_first_row(r) for r in answers)
+        if head is None or first_row is None or last_row is None or peak_row is None or not head[1]:
+            return None
+        count = int(head[1])
+        if (_first_row(fields) or [None])[1:] != [count, count]:
+            return None
+        first, last = _point(first_row), _point(last_row)
+        phases_in = dict(_values(distinct))
+        found = tuple(
+            Bucket(int(t), float(mean or 0.0), float(p or 0.0), phase or "", int(phases_in.get(t, 1)))
+            for t, mean, p, phase in _values(curve)
+        )
+        changed = pushdown.changed_buckets(found, first.phase)
+        # One request: the peak's and the minimum's points (found by their millisecond), then the
+        # changed buckets' points.
+        exact = [(int(peak_row[0]), peak_row[1])] + ([(int(low_row[0]), low_row[1])] if low_row is not None else [])
+        ranges = [(t, t + 1) for t, _ in exact] + [(found[i].start_ms, found[i].start_ms + width) for i in changed]
+        answers = [_values(a) for a in query(*queries.job_points_at(self.source, window.job_id, start, end, ranges))]
+        peak = _point_with(answers[0], exact[0][1])
+        low = _point_with(answers[1], exact[1][1]) if low_row is not None else None
+        before = [found[i - 1].last_phase if i else first.phase for i in changed]
+        changes = pushdown.phase_changes(
+            (b, [(int(r[0]), r[3]) for r in rows]) for b, rows in zip(before, answers[len(exact) :], strict=True)
+        )
+        durations = pushdown.phase_runs(first, last.t_ms, changes)
+        integral = float(head[2] or 0.0)
+        return JobAggregates(count, first, last, peak, low, integral, found, durations, _totals(totals), _loads(loads))
+
     def totals(self, window: JobWindow) -> JobTotals:
         """The job's last byte counts and its largest worker count, aggregated by InfluxDB."""
         result = self.influx.query(*queries.job_totals(self.source, window.job_id, window.start_ns, window.end_ns))
-        series = result[0].get("series") if result else None
-        if not series:
-            return JobTotals()
-        _, sent, total, workers = series[0]["values"][0]
-        return JobTotals(int(sent or 0), int(total or 0), None if workers is None else int(workers))
+        return _totals(result[0] if result else {})
 
     def stage_loads(self, window: JobWindow) -> dict[str, float | None]:
         """Each stage's mean load over the job's job-level points (None for a stage never reported)."""
         result = self.influx.query(*queries.stage_means(self.source, window.job_id, window.start_ns, window.end_ns))
-        series = result[0].get("series") if result else None
-        if not series:
-            return dict.fromkeys(STAGES)
-        values = series[0]["values"][0][1:]
-        return {stage: None if v is None else float(v) for stage, v in zip(STAGES, values, strict=True)}
+        return _loads(result[0] if result else {})
 
     def disk_curves(self, window: JobWindow, max_points: int = 60, max_disks: int = 32) -> dict[int, list[dict]]:
         """Each disk's speed curve in at most about `max_points` buckets (mean speed, last progress), `t` in

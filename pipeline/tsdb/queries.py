@@ -15,6 +15,7 @@ from pipeline.tsdb.influx import quote_ident, validate_duration
 
 __all__ = [
     "Query",
+    "chart_after",
     "chart_bounds",
     "chart_buckets",
     "chart_points",
@@ -22,6 +23,9 @@ __all__ = [
     "disk_curves",
     "disk_stats",
     "drop_series",
+    "job_aggregates",
+    "job_buckets",
+    "job_points_at",
     "job_samples",
     "job_totals",
     "retention_policy",
@@ -61,6 +65,51 @@ def job_samples(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
     """Every job-level point's speed, progress and phase (the curve's columns only)."""
     text = f"SELECT transfer_speed_bps, progress_percent, current_phase FROM {src} {_JOB_LEVEL}"
     return Query(text, _window(job_id, start_ns, end_ns))
+
+
+_POINT = "progress_percent, current_phase"
+
+
+def job_aggregates(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
+    """Six statements over the job-level points: their count and the speed's integral; the first and
+    last point (each selector alone, so that its row carries that point's time, progress and phase);
+    the peak and the minimum non-zero speed with their times (the other fields of those two points
+    cost a scan each: `job_points_at` reads them by time); the job's totals (`job_totals`)."""
+    text = (
+        f"SELECT count(transfer_speed_bps), integral(transfer_speed_bps, 1s) FROM {src} {_JOB_LEVEL}; "
+        f"SELECT first(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
+        f"SELECT last(transfer_speed_bps), {_POINT} FROM {src} {_JOB_LEVEL}; "
+        f"SELECT max(transfer_speed_bps) FROM {src} {_JOB_LEVEL}; "
+        f"SELECT min(transfer_speed_bps) FROM {src} {_JOB_LEVEL} AND transfer_speed_bps != 0; "
+        f"{job_totals(src, job_id, start_ns, end_ns).text}"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def job_buckets(src: str, job_id: str, start_ns: int, end_ns: int, width_ms: int) -> Query:
+    """Four statements: the job's curve in buckets of `width_ms` from the window's start (mean speed,
+    last progress and phase), how many distinct phases each bucket holds (where the phase may change),
+    how many points carry a progress and a phase (all of them, when the API wrote them), and each
+    stage's mean load (`stage_means`)."""
+    group = f"GROUP BY time({int(width_ms)}ms, {(int(start_ns) // 10**6) % int(width_ms)}ms) fill(none)"
+    text = (
+        f"SELECT mean(transfer_speed_bps), last(progress_percent), last(current_phase) FROM {src} {_JOB_LEVEL} "
+        f"{group}; "
+        f"SELECT count(distinct(current_phase)) FROM {src} {_JOB_LEVEL} {group}; "
+        f"SELECT count(progress_percent), count(current_phase) FROM {src} {_JOB_LEVEL}; "
+        f"{stage_means(src, job_id, start_ns, end_ns).text}"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def job_points_at(src: str, job_id: str, start_ns: int, end_ns: int, ranges_ms: list[tuple[int, int]]) -> Query:
+    """The job-level points (time, speed, progress, phase) in each given [from, to) millisecond range,
+    one statement per range (InfluxQL's WHERE cannot OR time ranges together)."""
+    statements = [
+        f"SELECT transfer_speed_bps, {_POINT} FROM {src} {_JOB_LEVEL} AND time >= {int(lo)}ms AND time < {int(hi)}ms"
+        for lo, hi in ranges_ms
+    ]
+    return Query("; ".join(statements), _window(job_id, start_ns, end_ns))
 
 
 def job_totals(src: str, job_id: str, start_ns: int, end_ns: int) -> Query:
@@ -125,6 +174,17 @@ def chart_buckets(
         f"GROUP BY time({int(bucket_s)}s) fill(none)"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def chart_after(src: str, job_id: str, start_ns: int, end_ns: int, after_ns: int, limit: int) -> Query:
+    """The job-level points after `after_ns` (at most `limit`, oldest first) with their stage loads:
+    what a live chart appends."""
+    loads = ", ".join(f"load_{stage}" for stage in STAGES)
+    text = (
+        f"SELECT transfer_speed_bps, progress_percent, current_phase, {loads} FROM {src} {_JOB_LEVEL} "
+        f"AND time > $after LIMIT {int(limit)}"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns) | {"after": int(after_ns)})
 
 
 # --- the purge --------------------------------------------------------------------------------------

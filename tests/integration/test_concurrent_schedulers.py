@@ -71,3 +71,24 @@ def test_two_schedulers_roll_each_job_up_exactly_once(agent, engine, stack, uniq
             {"ids": job_ids},
         ).scalars()
         assert all(m["snapshots_recorded"] == 8 for m in metrics)
+
+
+def test_a_claim_held_by_one_scheduler_leaves_the_other_jobs_claimable(agent, engine, unique):
+    """A scheduler's claim locks the job it took, not every job due: a second scheduler claims the next
+    one meanwhile (without an index in completion order, InnoDB read and locked every candidate)."""
+    from pipeline.jobs.store import JobStore
+    from pipeline.rollup.job import CLAIM_COLUMNS
+
+    for _ in range(3):
+        created = agent.post(
+            "/backups", json={"vm_name": f"held-{unique}", "backup_type": "full", "repository_id": "r"}
+        )
+        job_id = created.json()["backup_id"]
+        assert (
+            agent.post(f"/telemetry/backup/{job_id}", json=update_body(8, total=8, status="completed")).status_code
+            == 200
+        )
+    store = JobStore(engine)
+    with store.claim_rollup(CLAIM_COLUMNS) as first, store.claim_rollup(CLAIM_COLUMNS) as second:
+        assert first is not None and second is not None
+        assert first.job.id != second.job.id

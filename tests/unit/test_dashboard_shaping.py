@@ -393,3 +393,19 @@ def test_a_silence_covers_the_machine_the_rule_or_both_and_needs_a_reason():
     # A pipeline alert has no machine: only its rule can be silenced.
     with pytest.raises(ValueError, match="Choose what to silence"):
         silence_body(_alert(2, "critical", vm=None), machine=True, rule=False, duration_seconds=60, reason="x", by="j")
+
+
+def test_a_since_answer_is_appended_to_the_kept_chart_and_a_whole_one_replaces_it():
+    from dashboards.app.shaping import LIVE_KEPT_POINTS, merge_live
+
+    kept = [{"t": 0, "s": 1, "p": 0.0, "phase": "a"}, {"t": 5, "s": 2, "p": 1.0, "phase": "a"}]
+    new = {"data_source": "live_snapshots", "chart_data": [{"t": 10, "s": 3, "p": 2.0, "phase": "a"}]}
+    merged, cursor = merge_live(kept, {**new, "since": "100", "cursor": "200"})
+    assert [p["t"] for p in merged["chart_data"]] == [0, 5, 10] and cursor == "200"
+    whole, cursor = merge_live(kept, {**new, "cursor": "300"})  # no `since`: the whole chart
+    assert [p["t"] for p in whole["chart_data"]] == [10] and cursor == "300"
+    rolled, cursor = merge_live(kept, {"data_source": "rolled_up", "performance_metrics": {}})
+    assert cursor is None and "chart_data" not in rolled
+    long = [{"t": i, "s": 1, "p": 0.0, "phase": "a"} for i in range(LIVE_KEPT_POINTS)]
+    _, cursor = merge_live(long, {**new, "since": "1", "cursor": "2"})
+    assert cursor is None  # grown past the bound: read whole (in buckets) next time

@@ -1,4 +1,5 @@
-"""Dialog tab Analytics: success/failed donut with the rate in its centre, totals, trends of finished jobs."""
+"""Dialog tab Analytics: success/failed donut with the rate in its centre, totals, week-over-week, trends of
+finished jobs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from bokeh.layouts import column, row
 from bokeh.models import BasicTickFormatter, ColumnDataSource, Div, HoverTool, Label, Legend, LegendItem
 from bokeh.plotting import figure
 
+from dashboards.app.estate_shaping import week_over_week_rows
 from dashboards.app.shaping import (
     donut_columns,
     format_bytes,
@@ -73,11 +75,13 @@ class AnalyticsView:
         self.totals = Div(text="", name="analytics-totals", sizing_mode="stretch_width")
         self.note = Div(text="", name="analytics-note")
         self.unusual = Div(text="", name="analytics-anomalies", sizing_mode="stretch_width")
+        self.week = Div(text="", name="analytics-wow", sizing_mode="stretch_width", stylesheets=[_WOW_CSS])
         # Says which jobs the trends leave out, so a running job is not taken for a missing one.
         self.unfinished = Div(text="", name="trend-unfinished")
         self.layout = column(
             self.totals,
             self.note,
+            self.week,
             self.unusual,
             row(self.donut, column(self.unfinished, self.size_chart, self.duration_chart)),
         )
@@ -124,9 +128,43 @@ class AnalyticsView:
         self.trend_source.data = trend_columns(trend)
         self.unfinished.text = escape(unfinished_text(trend))
         self.unusual.text = anomalies_html(machine.get("anomalies") or [])
+        self.week.text = week_over_week_html(machine.get("week_over_week"))
         # An empty Div still takes a line's height: hidden, the charts sit right under the totals.
         for div in (self.note, self.unusual, self.unfinished):
             div.visible = bool(div.text)
+
+
+_WOW_CSS = """
+.wow { border-collapse: collapse; margin: 6px 0 2px; font-size: 13px; }
+.wow th, .wow td { padding: 3px 12px; border-bottom: 1px solid #e4e4e4; text-align: right; }
+.wow th:first-child, .wow td:first-child { text-align: left; }
+.wow th { background: #f3f3f3; font-weight: 600; }
+.wow .better { color: #2e7d32; font-weight: 600; } .wow .worse { color: #c62828; font-weight: 600; }
+.wow .neutral { color: #333; }
+.wow-sentences { margin: 4px 0 0; padding: 6px 12px 6px 28px; background: #fff8e1; border-radius: 4px; }
+"""
+
+
+def week_over_week_html(week: dict | None) -> str:
+    """The last 7 days against the 7 before, a row a figure, and the API's sentences for large changes (escaped)."""
+    cells = "".join(
+        f"<tr class='wow-{r['name']}'><td>{escape(r['label'])}</td><td class='now'>{escape(r['now'])}</td>"
+        f"<td class='before'>{escape(r['before'])}</td>"
+        f"<td class='change {r['tone']}'>{escape(r['change'])}</td></tr>"
+        for r in week_over_week_rows(week)
+    )
+    sentences = [s for s in (week or {}).get("sentences") or [] if s]
+    said = (
+        # As the API says them: a machine's name starts some, and is not to be capitalised.
+        "<ul class='wow-sentences'>" + "".join(f"<li>{escape(s)}</li>" for s in sentences) + "</ul>"
+        if sentences
+        else ""
+    )
+    return (
+        "<b>Week over week</b> (the last 7 days against the 7 days before)"
+        "<table class='wow'><tr><th></th><th>Last 7 days</th><th>7 days before</th><th>Change</th></tr>"
+        f"{cells}</table>{said}"
+    )
 
 
 def anomalies_html(anomalies: list[dict]) -> str:

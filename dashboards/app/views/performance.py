@@ -1,4 +1,5 @@
-"""Dialog tab Performance: job selector, the selected job's figures, and its speed-over-time chart."""
+"""Dialog tab Performance: job selector, the selected job's figures, its speed-over-time chart; and across the
+machine's finished jobs, the size of each (bars, to compare) and the bytes moved so far (an area)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 from dashboards.app.client import ApiError, DashboardApi
+from dashboards.app.estate_shaping import cumulative_columns, size_bar_columns
 from dashboards.app.shaping import (
     disk_columns,
     eta_text,
     format_duration,
     job_options,
+    merge_live,
     performance_figures,
     phase_bands,
     speed_columns,
@@ -24,6 +27,9 @@ from dashboards.app.shaping import (
 from dashboards.app.views.common import cards_html, message_html
 
 __all__ = ["REFRESH_MS", "PerformanceView"]
+
+DISK_LOOK_EVERY = 10
+"""A live job shown without a disk chart has its disks looked for again every this many refreshes."""
 
 REFRESH_MS = 3000
 # A running job's chart is capped like the API's live chart (LIVE_CHART_POINTS) with margin.
@@ -56,6 +62,10 @@ class PerformanceView:
         self.schedule = schedule
         self.job_id: str | None = None
         self.live = False
+        self.cursor: str | None = None
+        """The last live answer's cursor: a refresh asks only for the points after it."""
+        self.kept: list[dict] = []
+        self.refreshes = 0
         self.speed = ColumnDataSource(speed_columns([]), name="speed-source")
         self.bands = ColumnDataSource(phase_bands([]), name="phase-bands")
 
@@ -113,10 +123,63 @@ class PerformanceView:
         self.disk_chart.xaxis.ticker.min_interval = 1
         self.disk_chart.legend.location = "top_right"
         self.disk_chart.x_range = self.chart.x_range  # zoom one, zoom both
-        self.layout = column(row(self.select, self.download), self.figures, self.state, self.chart, self.disk_chart)
+
+        # Across jobs (from the machine's trend, not the selected job): each one's size, and the running total.
+        self.sizes = ColumnDataSource(size_bar_columns([]), name="size-bars")
+        self.cumulative = ColumnDataSource(cumulative_columns([]), name="cumulative-bytes")
+        self.size_chart = figure(
+            width=860,
+            height=220,
+            title="Size per job (finished jobs, oldest first)",
+            x_axis_label="Job",
+            y_axis_label="Size (MB)",
+            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            name="size-bars-chart",
+        )
+        bars = self.size_chart.vbar(x="n", top="size_mb", width=0.8, color="color", source=self.sizes)
+        self.size_chart.add_tools(
+            HoverTool(
+                renderers=[bars],
+                tooltips=[("Job", "@created_label – @type"), ("Status", "@status"), ("Size", "@size_label")],
+            )
+        )
+        self.size_chart.y_range.start = 0
+        self.size_chart.xaxis.ticker.min_interval = 1
+        self.cumulative_chart = figure(
+            width=860,
+            height=220,
+            title="Data moved, cumulative (finished jobs)",
+            x_axis_type="datetime",
+            x_axis_label="Job created (UTC)",
+            y_axis_label="Cumulative (GB)",
+            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            name="cumulative-chart",
+        )
+        self.cumulative_chart.varea(
+            x="created", y1="zero", y2="cumulative_gb", source=self.cumulative, color="#4393c3", alpha=0.35
+        )
+        edge = self.cumulative_chart.line("created", "cumulative_gb", source=self.cumulative, color="#2166ac")
+        self.cumulative_chart.add_tools(
+            HoverTool(renderers=[edge], mode="vline", tooltips=[("Job", "@created_label"), ("So far", "@total_label")])
+        )
+        self.cumulative_chart.y_range.start = 0
+        self.layout = column(
+            row(self.select, self.download),
+            self.figures,
+            self.state,
+            self.chart,
+            self.disk_chart,
+            self.size_chart,
+            self.cumulative_chart,
+        )
 
     async def load(self, machine: dict) -> None:
-        """A newly opened machine: list its jobs newest first and show the newest."""
+        """A newly opened machine: its size bars and cumulative area; its jobs newest first, the newest shown."""
+        trend = machine.get("trend") or []
+        self.sizes.data = size_bar_columns(trend)
+        self.cumulative.data = cumulative_columns(trend)
+        # Until a job has finished there is nothing to compare: no empty frames under the speed chart.
+        self.size_chart.visible = self.cumulative_chart.visible = bool(self.sizes.data["n"])
         options = job_options(machine.get("backups") or [])
         self.select.options = options
         if not options:
@@ -142,6 +205,8 @@ class PerformanceView:
             self._clear(message_html(str(exc), "error"))
             return
         if job_id == self.job_id:  # not another job chosen meanwhile
+            history, self.cursor = merge_live(None, history)
+            self.kept = history.get("chart_data") or []
             self._render(history, replace=True)
             self._render_disks(disks)
 
@@ -151,14 +216,21 @@ class PerformanceView:
         if not (self.live and job_id):
             return
         try:
-            history = await self.api.history(job_id)
-            disks = await self.api.disk_history(job_id)
+            # Only the points after the last answer's (the API keeps the chart); disks only if it has any.
+            history = await self.api.history(job_id, self.cursor)
+            self.refreshes += 1
+            # A job's disks usually report from its start: look again now and then for late ones.
+            look = self.disk_chart.visible or self.refreshes % DISK_LOOK_EVERY == 0
+            disks = await self.api.disk_history(job_id) if look else None
         except ApiError as exc:
             self.state.text = message_html(f"{exc} Retrying in {REFRESH_MS // 1000} s.", "error")
             return
         if job_id == self.job_id:
+            history, self.cursor = merge_live(self.kept, history)
+            self.kept = history.get("chart_data") or []
             self._render(history, replace=False)
-            self._render_disks(disks)
+            if disks is not None:
+                self._render_disks(disks)
 
     def _render_disks(self, answer: dict) -> None:
         curves = answer.get("disks") or []
