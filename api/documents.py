@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from litestar import Response
 from litestar.openapi import ResponseSpec
 
@@ -19,6 +19,9 @@ Format = Literal["html", "pdf"]
 
 # The HTML may be opened in a browser from the API's origin: it runs nothing and loads nothing but its charts.
 _HTML_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+# Renders at once per process, apart from the worker threads every other handler reads the stores in: a burst of
+# PDF requests waits its turn instead of taking every thread (the work is CPU-bound; more at once is not faster).
+_RENDERS = CapacityLimiter(2)
 
 
 def document_responses(kind: Format) -> dict[int, ResponseSpec]:
@@ -47,7 +50,7 @@ async def document_response(
 ) -> Response:
     """Render in a worker thread (matplotlib and WeasyPrint are CPU-bound: the event loop goes on serving),
     with a file name made only of safe characters."""
-    html = await to_thread.run_sync(make_html)
+    html = await to_thread.run_sync(make_html, limiter=_RENDERS)
     day = datetime.now(UTC).astimezone(zone).date().isoformat()
     filename = pdf_filename(what, name, day) + f".{kind}"
     if kind == "html":
@@ -60,7 +63,7 @@ async def document_response(
                 "X-Content-Type-Options": "nosniff",
             },
         )
-    pdf = await to_thread.run_sync(html_to_pdf, html)
+    pdf = await to_thread.run_sync(html_to_pdf, html, limiter=_RENDERS)
     return Response(
         pdf, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formatdate
 
-__all__ = ["Attachment", "MailNotSent", "SmtpConfig", "SmtpSession", "compose", "send_mail"]
+__all__ = ["Attachment", "InlineImage", "MailNotSent", "SmtpConfig", "SmtpSession", "compose", "send_mail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,15 @@ class Attachment:
     mime_type: str = "application/octet-stream"
 
 
+@dataclass(frozen=True, slots=True)
+class InlineImage:
+    """A picture the HTML part shows as `<img src="cid:{content_id}">` (mail clients block data: URIs)."""
+
+    content_id: str
+    content: bytes
+    mime_type: str = "image/png"
+
+
 class MailNotSent(Exception):
     """The server did not take a message. `permanent`: it refused this message for good (a 5xx to its
     content); anything else (no connection, no STARTTLS, a login refused, a 4xx) may work later."""
@@ -64,10 +73,11 @@ def compose(
     message_id: str | None = None,
     headers: Mapping[str, str | Sequence[str]] | None = None,
     attachments: Sequence[Attachment] = (),
+    inline: Sequence[InlineImage] = (),
     date=None,
 ) -> EmailMessage:
-    """A message with a plain-text part, an HTML alternative when given, and attachments. A header whose value
-    is a sequence is repeated once per value."""
+    """A message with a plain-text part, an HTML alternative when given (with the pictures it shows by Content-ID,
+    `inline`), and attachments. A header whose value is a sequence is repeated once per value."""
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
@@ -81,6 +91,10 @@ def compose(
     msg.set_content(text)
     if html is not None:
         msg.add_alternative(html, subtype="html")
+        html_part = msg.get_payload()[-1]
+        for image in inline:
+            maintype, _, subtype = image.mime_type.partition("/")
+            html_part.add_related(image.content, maintype=maintype, subtype=subtype, cid=f"<{image.content_id}>")
     for a in attachments:
         maintype, _, subtype = a.mime_type.partition("/")
         msg.add_attachment(a.content, maintype=maintype, subtype=subtype or "octet-stream", filename=a.filename)

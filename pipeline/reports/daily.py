@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from pipeline.mail import Attachment, MailNotSent, SmtpConfig, compose, send_mail
+from pipeline.mail import Attachment, InlineImage, MailNotSent, SmtpConfig, compose, send_mail
 from pipeline.reports.daily_store import DailyReportStore
 from pipeline.reports.document import EstateDocument
 from pipeline.reports.inputs import read_estate_document
 from pipeline.reports.periods import Period, day_bounds, parse_time_of_day
-from pipeline.reports.render import estate_html, html_to_pdf, pdf_filename
+from pipeline.reports.render import draw_estate_charts, estate_html, html_to_pdf, pdf_filename
 
 __all__ = ["DailyRun", "DailyReporter", "due_day", "parse_time_of_day", "report_period", "retry_delay"]
 
@@ -110,8 +110,11 @@ class DailyReporter:
     def _message(self, day: date, now: datetime):
         period = report_period(day, self.zone)
         doc = read_estate_document(self.engine, period, self.zone, self.rpo_default, now)
-        html = estate_html(doc)
-        pdf = html_to_pdf(html)
+        charts = draw_estate_charts(doc)
+        pdf = html_to_pdf(estate_html(doc, charts))
+        # The body shows the same charts as parts of the message: mail clients do not show data: URIs.
+        cids = {id(c): f"chart-{i}.{day.isoformat()}@{self.smtp.domain}" for i, c in enumerate(charts)}
+        html = estate_html(doc, charts, src=lambda c: f"cid:{cids[id(c)]}")
         text = (
             f"Sendense daily report for {day.isoformat()} ({self.zone.key}): {_summary_line(doc)}.\n"
             + "\n".join(f"{label}: {value}" for label, value in doc.figures)
@@ -129,5 +132,6 @@ class DailyReporter:
             attachments=[
                 Attachment(pdf_filename("estate", "report", day.isoformat()) + ".pdf", pdf, "application/pdf")
             ],
+            inline=[InlineImage(cids[id(c)], c.png) for c in charts],
         )
         return message, len(pdf)

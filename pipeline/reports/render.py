@@ -14,7 +14,8 @@ import base64
 import io
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -22,7 +23,18 @@ from matplotlib.figure import Figure
 
 from pipeline.reports.document import DailySeries, EstateDocument, JobSeries, MachineDocument
 
-__all__ = ["estate_html", "html_to_pdf", "machine_html", "pdf_filename"]
+__all__ = [
+    "Chart",
+    "ImageSource",
+    "data_uri",
+    "draw_estate_charts",
+    "estate_charts",
+    "estate_html",
+    "html_to_pdf",
+    "machine_charts",
+    "machine_html",
+    "pdf_filename",
+]
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -32,15 +44,29 @@ _TEMPLATES = Environment(
 )
 _COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "cancelled": "#9e9e9e", "running": "#1565c0"}
 _DPI = 110
+ImageSource = Callable[["Chart"], str]
 # matplotlib's drawing state (font caches, the Agg renderer) is not documented as thread-safe, and the API renders
 # in worker threads: one chart at a time (the GIL would serialise the work anyway).
 _DRAWING = threading.Lock()
 
 
-def _png(fig: Figure) -> str:
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One chart as a PNG picture."""
+
+    title: str
+    png: bytes
+
+
+def data_uri(chart: Chart) -> str:
+    """Where a document's <img> finds a chart by default: in itself (the browser's page and the PDF)."""
+    return "data:image/png;base64," + base64.b64encode(chart.png).decode("ascii")
+
+
+def _png(title: str, fig: Figure) -> Chart:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return Chart(title, buffer.getvalue())
 
 
 def _figure(title: str, ylabel: str) -> tuple[Figure, object]:
@@ -72,7 +98,7 @@ def _scale(values: Sequence[float]) -> tuple[float, str]:
     return 1024, "KiB"
 
 
-def estate_charts(series: DailySeries, by_hour: Sequence[int] | None) -> list[dict]:
+def estate_charts(series: DailySeries, by_hour: Sequence[int] | None) -> list[Chart]:
     """Jobs per day by status, bytes protected per day, the success rate per day, jobs per hour of day."""
     if series.empty:
         return []
@@ -87,30 +113,30 @@ def estate_charts(series: DailySeries, by_hour: Sequence[int] | None) -> list[di
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.legend(fontsize=7, ncols=4, loc="upper left", frameon=False, bbox_to_anchor=(0, -0.12))
     _day_ticks(ax, series.days)
-    charts.append({"title": "Jobs per day", "src": _png(fig)})
+    charts.append(_png("Jobs per day", fig))
 
     divisor, unit = _scale(series.bytes)
     fig, ax = _figure("Bytes protected per day (completed jobs)", unit)
     ax.bar(x, [b / divisor for b in series.bytes], color="#00838f", width=0.8)
     _day_ticks(ax, series.days)
-    charts.append({"title": "Bytes protected per day", "src": _png(fig)})
+    charts.append(_png("Bytes protected per day", fig))
 
     fig, ax = _figure("Success rate per day (completed ÷ completed + failed)", "%")
     points = [(i, r) for i, r in zip(x, series.success_rate, strict=True) if r is not None]
     ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, color=_COLOURS["completed"])
     ax.set_ylim(0, 105)
     _day_ticks(ax, series.days)
-    charts.append({"title": "Success rate per day", "src": _png(fig)})
+    charts.append(_png("Success rate per day", fig))
 
     if by_hour and any(by_hour):
         fig, ax = _figure("Jobs by hour of the day they were created", "jobs")
         ax.bar(range(24), by_hour, color="#6a1b9a", width=0.8)
         ax.set_xticks(range(0, 24, 2), [f"{h:02d}:00" for h in range(0, 24, 2)])
-        charts.append({"title": "Jobs by hour", "src": _png(fig)})
+        charts.append(_png("Jobs by hour", fig))
     return charts
 
 
-def machine_charts(series: JobSeries, zone: str) -> list[dict]:
+def machine_charts(series: JobSeries, zone: str) -> list[Chart]:
     """Duration, size and speed of each job of the period, coloured by status."""
     if not series.started:
         return []
@@ -127,31 +153,39 @@ def machine_charts(series: JobSeries, zone: str) -> list[dict]:
     fig, ax = _figure("Duration per job", "minutes")
     ax.bar(x, [d or 0 for d in series.duration_minutes], color=colours, width=0.8)
     ticks(ax)
-    charts.append({"title": "Duration per job", "src": _png(fig)})
+    charts.append(_png("Duration per job", fig))
     fig, ax = _figure("Size per job (bytes transferred)", "GiB")
     ax.bar(x, series.size_gib, color=colours, width=0.8)
     ticks(ax)
-    charts.append({"title": "Size per job", "src": _png(fig)})
+    charts.append(_png("Size per job", fig))
     speeds = [(i, s) for i, s in zip(x, series.speed_mib_s, strict=True) if s is not None]
     if speeds:
         fig, ax = _figure("Average speed per job", "MiB/s")
         ax.plot([p[0] for p in speeds], [p[1] for p in speeds], marker="o", markersize=3, color="#00838f")
         ax.set_xlim(-0.6, len(x) - 0.4)
         ticks(ax)
-        charts.append({"title": "Speed per job", "src": _png(fig)})
+        charts.append(_png("Speed per job", fig))
     return charts
 
 
-def estate_html(document: EstateDocument) -> str:
+def draw_estate_charts(document: EstateDocument) -> list[Chart]:
     with _DRAWING:
-        charts = estate_charts(document.series, document.by_hour)
-    return _TEMPLATES.get_template("estate.html.j2").render(doc=document, charts=charts)
+        return estate_charts(document.series, document.by_hour)
+
+
+def estate_html(document: EstateDocument, charts: Sequence[Chart] | None = None, src: ImageSource = data_uri) -> str:
+    """The estate document as HTML; `charts` drawn already (default: drawn now), each found at `src(chart)` (an
+    e-mail's body refers to them by Content-ID)."""
+    drawn = draw_estate_charts(document) if charts is None else charts
+    items = [{"title": c.title, "src": src(c)} for c in drawn]
+    return _TEMPLATES.get_template("estate.html.j2").render(doc=document, charts=items)
 
 
 def machine_html(document: MachineDocument) -> str:
     with _DRAWING:
-        charts = machine_charts(document.series, document.zone)
-    return _TEMPLATES.get_template("machine.html.j2").render(doc=document, charts=charts)
+        drawn = machine_charts(document.series, document.zone)
+    items = [{"title": c.title, "src": data_uri(c)} for c in drawn]
+    return _TEMPLATES.get_template("machine.html.j2").render(doc=document, charts=items)
 
 
 def html_to_pdf(html: str) -> bytes:

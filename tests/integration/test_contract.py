@@ -269,10 +269,14 @@ def generated_client(document: dict, tmp_path_factory: pytest.TempPathFactory) -
     """A Python client generated from the served document by openapi-python-client, imported."""
     root = tmp_path_factory.mktemp("client")
     (root / "openapi.json").write_text(json.dumps(document))
+    # The generator reads bytes only from application/octet-stream: the report PDFs are that to it.
+    (root / "generator.json").write_text(
+        json.dumps({"content_type_overrides": {"application/pdf": "application/octet-stream"}})
+    )
     tools = str(Path(sys.executable).parent)  # the generator formats its output with ruff from here
     run = subprocess.run(
         [f"{tools}/openapi-python-client", "generate", "--path", "openapi.json", "--output-path", "sendense_client"]
-        + ["--meta", "none"],
+        + ["--meta", "none", "--config", "generator.json"],
         cwd=root,
         capture_output=True,
         text=True,

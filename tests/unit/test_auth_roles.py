@@ -24,6 +24,8 @@ EXPECTED = {
     ("GET", "/api/v1/machines/{vm_name:str}"): "viewer",
     ("PUT", "/api/v1/machines/{vm_name:str}"): "operator",
     ("PUT", "/api/v1/machines/{vm_name:str}/rpo"): "operator",
+    ("GET", "/api/v1/machines/{vm_name:str}/report.pdf"): "viewer",
+    ("GET", "/api/v1/machines/{vm_name:str}/report.html"): "viewer",
     ("GET", "/api/v1/alerts"): "viewer",
     ("GET", "/api/v1/alerts/{alert_id:int}"): "viewer",
     ("POST", "/api/v1/alerts/{alert_id:int}/acknowledge"): "operator",
@@ -33,7 +35,16 @@ EXPECTED = {
     ("GET", "/api/v1/alert-rules"): "viewer",
     **{
         ("GET", f"/api/v1/reports/{name}"): "viewer"
-        for name in ("estate", "estate.csv", "grid", "grid.csv", "timeline", "timeline.csv")
+        for name in (
+            "estate",
+            "estate.csv",
+            "estate.pdf",
+            "estate.html",
+            "grid",
+            "grid.csv",
+            "timeline",
+            "timeline.csv",
+        )
     },  # fmt: skip
     ("PUT", "/api/v1/alert-rules"): "operator",
     ("GET", "/api/v1/health/live"): None,

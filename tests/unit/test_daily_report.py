@@ -40,3 +40,19 @@ def test_the_time_of_day_is_hours_and_minutes():
 
 def test_a_failed_send_is_retried_sooner_first_and_at_most_hourly():
     assert [retry_delay(n) for n in (1, 2, 3, 7, 50)] == [60, 120, 240, 3600, 3600]
+
+
+def test_a_malformed_daily_report_setting_stops_the_process_at_start(monkeypatch):
+    from pipeline.settings import ReportSettings
+
+    monkeypatch.setenv("SENDENSE_DAILY_REPORT_TIME", "7am")
+    with pytest.raises(ValueError, match="SENDENSE_DAILY_REPORT_TIME"):
+        ReportSettings()
+    monkeypatch.setenv("SENDENSE_DAILY_REPORT_TIME", "06:30")
+    monkeypatch.setenv("SENDENSE_DAILY_REPORT_CLAIM", "5")
+    with pytest.raises(ValueError, match="SENDENSE_DAILY_REPORT_CLAIM"):
+        ReportSettings()
+    monkeypatch.setenv("SENDENSE_DAILY_REPORT_CLAIM", "600")
+    monkeypatch.setenv("SENDENSE_DAILY_REPORT_RECIPIENTS", "a@x.test, b@x.test")
+    chosen = ReportSettings()
+    assert chosen.daily_time == "06:30" and chosen.daily_recipients == ("a@x.test", "b@x.test")

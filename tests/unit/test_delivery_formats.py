@@ -18,7 +18,7 @@ from pipeline.alerts.delivery.email import (
 )
 from pipeline.alerts.delivery.webhook import classify_status, encode_body, sign, verify
 from pipeline.alerts.store import DueNotification
-from pipeline.mail import Attachment, SmtpConfig, compose
+from pipeline.mail import Attachment, InlineImage, SmtpConfig, compose
 
 NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
@@ -150,3 +150,16 @@ def test_compose_adds_attachments_after_the_text_and_html_alternatives():
     assert kinds == ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "application/pdf"]
     (pdf,) = list(msg.iter_attachments())
     assert pdf.get_filename() == "estate.pdf" and pdf.get_content() == b"%PDF-1.7 ..."
+
+
+def test_pictures_of_the_html_part_travel_with_it_by_content_id():
+    png = InlineImage("chart-0.2026-12-02@b.test", b"\x89PNG...")
+    pdf = Attachment("estate.pdf", b"%PDF", "application/pdf")
+    msg = compose(subject="Daily report", text="see the charts", html='<img src="cid:chart-0.2026-12-02@b.test">',
+                  sender="a@b.test", to=["c@d.test"], attachments=[pdf], inline=[png])  # fmt: skip
+    kinds = [p.get_content_type() for p in msg.walk()]
+    assert kinds == ["multipart/mixed", "multipart/alternative", "text/plain", "multipart/related", "text/html",
+                     "image/png", "application/pdf"]  # fmt: skip
+    (image,) = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert image["Content-ID"] == "<chart-0.2026-12-02@b.test>" and image.get_content() == b"\x89PNG..."
+    assert [a.get_filename() for a in msg.iter_attachments()] == ["estate.pdf"]
