@@ -324,6 +324,10 @@ class JobStore:
                 .order_by(backup_jobs.c.completed_at)
                 .limit(1)
                 .with_for_update(skip_locked=True)
+                # Read in completion order and stop at the first row it can lock: with another index the
+                # optimizer may sort every candidate first, locking each, and then a second scheduler
+                # finds none (migration 0012).
+                .with_hint(backup_jobs, f"FORCE INDEX ({CLAIM_INDEX})")
             ).first()
             yield None if row is None else RollupClaim(conn, row)
 
@@ -482,6 +486,10 @@ class JobStore:
                     {"ids": list(job_ids)},
                 )
             ]
+
+
+CLAIM_INDEX = "ix_backup_jobs_rolled_up_at_completed_at"
+"""The index the rollup's claim reads (pipeline/db/tables.py, migration 0012)."""
 
 
 class RollupClaim:

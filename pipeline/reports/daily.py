@@ -20,7 +20,6 @@ from pipeline.reports.daily_store import DailyReportStore
 from pipeline.reports.document import EstateDocument
 from pipeline.reports.inputs import read_estate_document
 from pipeline.reports.periods import Period, day_bounds, parse_time_of_day
-from pipeline.reports.render import draw_estate_charts, estate_html, html_to_pdf, pdf_filename
 
 __all__ = ["DailyRun", "DailyReporter", "due_day", "parse_time_of_day", "report_period", "retry_delay"]
 
@@ -110,6 +109,10 @@ class DailyReporter:
     def _message(self, day: date, now: datetime):
         period = report_period(day, self.zone)
         doc = read_estate_document(self.engine, period, self.zone, self.rpo_default, now)
+        # Imported here: matplotlib and WeasyPrint take a second to import, which every scheduler start
+        # (and restart after a crash) would pay for a job that runs once a day.
+        from pipeline.reports.render import draw_estate_charts, estate_html, html_to_pdf, pdf_filename
+
         charts = draw_estate_charts(doc)
         pdf = html_to_pdf(estate_html(doc, charts))
         # The body shows the same charts as parts of the message: mail clients do not show data: URIs.
