@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 import _common as c
 import httpx
+from dashboard import wait_http
 
 from tests.support.devstack import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 - _common puts the project on sys.path
 
@@ -165,16 +166,7 @@ def main() -> int:
         dashboard = f"http://127.0.0.1:{DASHBOARD_PORT}/"
         results = {}
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(dashboard, timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the dashboard did not start")
-                time.sleep(0.5)
+            wait_http(dashboard, timeout=60.0)
             processes = {"dashboard": dash.pid, "api": api.pid}
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -61,15 +62,7 @@ class LiveChart:
 
     def after(self, since_ns: int) -> list[dict]:
         """The points after `since_ns` (all of them when it is before the first)."""
-        times = self.times_ns
-        lo, hi = 0, len(times)
-        while lo < hi:  # bisect over the (ascending) times
-            mid = (lo + hi) // 2
-            if times[mid] <= since_ns:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self.points[lo:]
+        return self.points[bisect_right(self.times_ns, since_ns) :]
 
     def point(self, t_ns: int, speed, progress, phase) -> dict:
         return {

@@ -44,6 +44,15 @@ def _who() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:255]
 
 
+def _held(claim: DailyClaim) -> tuple:
+    """The day's row while this claim is still its own (not expired and taken over, not given back)."""
+    return (
+        daily_reports.c.report_day == claim.day,
+        daily_reports.c.claim_token == claim.token,
+        daily_reports.c.state == CLAIMED,
+    )
+
+
 class DailyReportStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -101,11 +110,7 @@ class DailyReportStore:
             return (
                 conn.execute(
                     update(daily_reports)
-                    .where(
-                        daily_reports.c.report_day == claim.day,
-                        daily_reports.c.claim_token == claim.token,
-                        daily_reports.c.state == CLAIMED,
-                    )  # fmt: skip
+                    .where(*_held(claim))
                     .values(
                         state=SENT,
                         sent_at=text("UTC_TIMESTAMP(6)"),
@@ -123,11 +128,7 @@ class DailyReportStore:
         with self.engine.begin() as conn:
             conn.execute(
                 update(daily_reports)
-                .where(
-                    daily_reports.c.report_day == claim.day,
-                    daily_reports.c.claim_token == claim.token,
-                    daily_reports.c.state == CLAIMED,
-                )  # fmt: skip
+                .where(*_held(claim))
                 .values(
                     state=FAILED,
                     last_error=error[:4000],
