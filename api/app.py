@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from api.auth import BearerAuth
 from api.errors import EXCEPTION_HANDLERS
+from api.fastpath import TelemetryFastPath
 from api.heartbeat import ApiHeartbeat
 from api.openapi import openapi_config, use_msgspec_schemas
 from api.routes.alert_rules import AlertRuleController
@@ -140,4 +141,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=openapi_config(),
     )
     use_msgspec_schemas(app)
+    if settings.api.fast_path:
+        # In front of the exception handler and router, behind Litestar's lifespan (which fills `services`).
+        app.asgi_handler = TelemetryFastPath(app.asgi_handler, BearerAuth(app.asgi_handler, settings.api), services)
     return app

@@ -64,10 +64,11 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enabled and scope["type"] == "http" and not scope["path"].startswith(_OPEN_PREFIXES):
-            self._authorize(scope)
+            self.authorize(scope)
         await self.app(scope, receive, send)
 
-    def _authorize(self, scope: Scope) -> None:
+    def authorize(self, scope: Scope) -> None:
+        """Raises NotAuthorizedException (401) or PermissionDeniedException (403) unless the request may proceed."""
         header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer" or not token:

@@ -12,7 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from pipeline.ingest.service import IngestError
 from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 
-__all__ = ["EXCEPTION_HANDLERS", "bad_request", "decode_strict"]
+__all__ = ["EXCEPTION_HANDLERS", "bad_request", "decode_strict", "error_payload", "unexpected_error"]
 
 T = TypeVar("T")
 log = logging.getLogger("sendense.api")
@@ -55,8 +55,13 @@ def _integral(value: Any) -> Any:
     return value
 
 
+def error_payload(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """The body of every error answer (api/fastpath.py encodes the same one itself)."""
+    return {"status_code": status, "detail": detail, **extra}
+
+
 def _error(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> Response:
-    return Response({"status_code": status, "detail": detail, **extra}, status_code=status, headers=headers)
+    return Response(error_payload(status, detail, **extra), status_code=status, headers=headers)
 
 
 def _ingest_error(_: Request, exc: IngestError) -> Response:
@@ -95,12 +100,18 @@ def _http_error(_: Request, exc: HTTPException) -> Response:
     )
 
 
-def _unexpected(request: Request, exc: Exception) -> Response:
-    """A store outage anywhere is 503; anything else is a bug: logged with its traceback, then 500."""
+def unexpected_error(method: str, path: str, exc: Exception) -> tuple[int, str, dict[str, str] | None]:
+    """A store outage anywhere is 503; anything else is a bug: logged with its traceback, then 500.
+    Returns the status, the detail and the headers of the answer."""
     if is_outage(exc):
-        return _unavailable(describe_outage(exc))
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(500, f"internal error ({type(exc).__name__}); it has been logged")
+        return 503, describe_outage(exc), {"Retry-After": str(RETRY_AFTER)}
+    log.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return 500, f"internal error ({type(exc).__name__}); it has been logged", None
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    status, detail, headers = unexpected_error(request.method, request.url.path, exc)
+    return _error(status, detail, headers)
 
 
 EXCEPTION_HANDLERS = {

@@ -196,6 +196,7 @@ def main() -> int:
 
         pids = {"api": api.pid, **c.server_pids()}
         cpu0 = {name: c.process_tree_cpu(pid) for name, pid in pids.items()}
+        gc0 = c.readiness(api_url)["checks"]["group_commit"]
         sampler = Sampler(api_url, api.pid)
         sampler.start()
         spy = start_profile(api.pid, args.duration, prefix) if args.profile else None
@@ -210,6 +211,7 @@ def main() -> int:
         profile = finish_profile(spy) if spy else None
         cpu = {name: (c.process_tree_cpu(pid) - cpu0[name]) / ours["duration_s"] for name, pid in pids.items()}
         sampler.join()
+        gc1 = c.readiness(api_url)["checks"]["group_commit"]
         written = c.points_written(api_url) - written0
         after = c.influx_count(prefix)
         api_rss = c.tree_rss_mb(api.pid)
@@ -272,6 +274,25 @@ def main() -> int:
     if bare:
         cpu_rows.append(["bare app (its own run)", bare_cpu])
     print(c.table(["process", "CPU cores used"], cpu_rows, "\nCPU during our run (cores busy on average; 2 available)"))
+
+    commits = gc1["commits"] - gc0["commits"]
+    updates = gc1["updates"] - gc0["updates"]
+    print(
+        c.table(
+            ["commits", "updates", "updates per commit", "commit p99 ms", "InfluxDB write p99 ms", "MySQL p99 ms"],
+            [
+                [
+                    commits,
+                    updates,
+                    updates / commits if commits else float("nan"),
+                    gc1["p99_ms"],
+                    gc1["influx_p99_ms"],
+                    gc1["mysql_p99_ms"],
+                ]
+            ],
+            "\nGroup commits during our run (API readiness; p99 over the last 1,000 commits)",
+        )
+    )
 
     win = sampler.windows()
     if win:

@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 __all__ = [
     "ACK_SECONDS",
     "CONTENT_TYPE_LATEST",
+    "FAST_PATH_ANSWERS",
     "INFLUX_ERRORS",
     "INFLUX_WRITE_SECONDS",
     "MYSQL_COMMIT_SECONDS",
@@ -44,6 +45,12 @@ _OUTCOMES = {
 }  # fmt: skip
 
 
+FAST_PATH_ANSWERS = Counter(
+    "sendense_api_fast_path_answers",
+    "Single telemetry updates answered by the API's fast path (api/fastpath.py), not by the framework's route",
+)
+
+
 def count_updates(status: int, n: int = 1) -> None:
     """Count `n` updates answered (or, in a batch, reported) with HTTP `status`."""
     child = _OUTCOMES.get(status)
@@ -58,9 +65,10 @@ INFLUX_WRITE_SECONDS = Histogram(
 )
 INFLUX_ERRORS = Counter("sendense_influx_write_errors", "Group commits whose InfluxDB write failed")
 MYSQL_COMMIT_SECONDS = Histogram(
-    "sendense_mysql_commit_seconds", "MySQL transaction of one group commit (lock, read status, write state)",
+    "sendense_mysql_commit_seconds",
+    "MySQL transaction of one group commit (lock, read status, write state; spans the InfluxDB write)",
     buckets=_LATENCY,
-)  # fmt: skip
+)
 MYSQL_ERRORS = Counter("sendense_mysql_commit_errors", "Group commits whose MySQL transaction failed")
 SUMMARY_SECONDS = Histogram(
     "sendense_finished_summary_seconds",

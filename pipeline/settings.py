@@ -143,6 +143,8 @@ class ApiSettings:
     """Seconds a connection may take to send a request's headers (and may stay idle between requests)."""
     heartbeat_interval: float = field(default_factory=lambda: _env_float("SENDENSE_API_HEARTBEAT_INTERVAL", 10.0))
     """Seconds between this process's heartbeats (its stores' health, read by the pipeline_unhealthy rule)."""
+    fast_path: bool = field(default_factory=lambda: _env_bool("SENDENSE_API_FAST_PATH", True))
+    """Single telemetry updates answered before Litestar's routing (api/fastpath.py); the same answers."""
 
     def __post_init__(self) -> None:
         # A heartbeat older than two minutes is ignored (pipeline/alerts/heartbeats.py STALE).
@@ -158,11 +160,11 @@ class ApiSettings:
 class IngestSettings:
     """The acknowledgement path: group commits of points to InfluxDB and state to MySQL."""
 
-    commit_linger: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_LINGER", 0.005))
+    commit_linger: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_LINGER", 0.002))
     """Seconds a group commit waits for more updates to join it before it starts."""
     commit_max_points: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_POINTS", 5000))
     """Most points in one InfluxDB write of a group commit (a bigger batch request is written in parts)."""
-    commit_max_inflight: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_INFLIGHT", 4))
+    commit_max_inflight: int = field(default_factory=lambda: _env_int("SENDENSE_COMMIT_MAX_INFLIGHT", 2))
     """Group commits under way at once per API process; updates arriving meanwhile join the next one."""
     commit_timeout: float = field(default_factory=lambda: _env_float("SENDENSE_COMMIT_TIMEOUT", 5.0))
     """Seconds an InfluxDB write of a group commit may take before its updates get 503 + Retry-After."""

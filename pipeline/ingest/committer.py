@@ -1,7 +1,9 @@
 """GroupCommitter: updates that arrive together share one InfluxDB write and one MySQL transaction.
 
 An update is acknowledged only after both: its point was accepted by InfluxDB, then its job's row
-was updated in a committed transaction that also read the job's status. Nothing acknowledged lives
+was updated in a committed transaction that also read the job's status. The transaction's statements
+run while the points are being written (their round trips overlap); it commits only after InfluxDB
+accepted them, and is rolled back if InfluxDB refused. Nothing acknowledged lives
 only in a process's memory, and the order (point first, status second) means that a terminal update
 committed by any process after this transaction finds these points already in InfluxDB.
 """
@@ -173,7 +175,31 @@ class GroupCommitter:
             self.stats.last_error = None
 
     async def _write(self, batch: Sequence[_Submission]) -> list[Outcome]:
+        """Write the points and, meanwhile, run the MySQL statements; commit those once the points are in."""
         lines = [line for s in batch for line in s.lines]
+        changes = [c for s in batch for c in s.changes]
+        started = time.perf_counter()
+        points = asyncio.create_task(self._write_points(lines))
+        try:
+            outcomes = await self.store.apply(changes, self.settings.snapshot_interval, durable=points)
+        except Exception as exc:
+            if not points.done():
+                # MySQL failed first: the answer is 503 either way, but the write is not left running.
+                await asyncio.wait([points])
+            if points.done() and not points.cancelled() and points.exception() is exc:
+                raise  # InfluxDB's failure, counted by _write_points
+            MYSQL_ERRORS.inc()
+            if self.stats.mysql_failing_since is None:
+                self.stats.mysql_failing_since = time.time()
+            raise
+        self.stats.mysql_failing_since = None
+        # The transaction spans the write: its time is the whole commit's.
+        elapsed = time.perf_counter() - started
+        self.stats.mysql_seconds.append(elapsed)
+        MYSQL_COMMIT_SECONDS.observe(elapsed)
+        return outcomes
+
+    async def _write_points(self, lines: list[str]) -> None:
         step = self.settings.commit_max_points
         started = time.perf_counter()
         try:
@@ -187,21 +213,9 @@ class GroupCommitter:
                 self.stats.influx_failing_since = time.time()
             raise
         self.stats.influx_failing_since = None
-        written = time.perf_counter()
-        self.stats.influx_seconds.append(written - started)
-        INFLUX_WRITE_SECONDS.observe(written - started)
-        changes = [c for s in batch for c in s.changes]
-        try:
-            outcomes = await self.store.apply(changes, self.settings.snapshot_interval)
-        except Exception:
-            MYSQL_ERRORS.inc()
-            if self.stats.mysql_failing_since is None:
-                self.stats.mysql_failing_since = time.time()
-            raise
-        self.stats.mysql_failing_since = None
-        self.stats.mysql_seconds.append(time.perf_counter() - written)
-        MYSQL_COMMIT_SECONDS.observe(time.perf_counter() - written)
-        return outcomes
+        elapsed = time.perf_counter() - started
+        self.stats.influx_seconds.append(elapsed)
+        INFLUX_WRITE_SECONDS.observe(elapsed)
 
     def _fail(self, batch: list[_Submission], exc: Exception) -> None:
         self.stats.failed_commits += 1

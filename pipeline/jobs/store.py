@@ -6,6 +6,7 @@ Every change to a job's row goes through here: creation, the telemetry state of 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -185,10 +186,19 @@ class JobStore:
 
     # --- telemetry state (the group commit) -------------------------------------------------------
 
-    async def apply(self, changes: Sequence[StateChange], snapshot_interval: float) -> list[Outcome]:
+    async def apply(
+        self,
+        changes: Sequence[StateChange],
+        snapshot_interval: float,
+        durable: asyncio.Future | None = None,
+    ) -> list[Outcome]:
         """Apply one group commit's changes in one transaction; one Outcome per change, in order.
 
-        The caller has already written the changes' points to InfluxDB. The job rows are locked
+        The changes' points are in InfluxDB before the transaction commits: the caller has written
+        them already, or `durable` is that write under way (a task). Then the statements run meanwhile, and
+        the transaction commits only once `durable` has succeeded (if it raises, the transaction is
+        rolled back and its error raised): the statements' round trips overlap the write, and nothing
+        is visible to anyone before the points are stored. The job rows are locked
         first, so the status each Outcome reports is the status at commit: a job that another
         process finished before this transaction gets 409, and a terminal update committed after it
         finds these points already in InfluxDB. State never goes backwards: a change older than the
@@ -205,7 +215,7 @@ class JobStore:
         attempts = max(_APPLY_ATTEMPTS, self.pool.maxsize + 1)
         for attempt in range(1, attempts + 1):
             try:
-                return await self._apply(changes, interval_us)
+                return await self._apply(changes, interval_us, durable)
             except AsyncOperationalError as exc:
                 code = exc.args[0] if exc.args else None
                 if code not in (*_CONNECTION_LOST, _DEADLOCK, _LOCK_WAIT_TIMEOUT) or attempt == attempts:
@@ -213,7 +223,9 @@ class JobStore:
                 log.info("group commit retried after MySQL error %s: %s", code, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _apply(self, changes: Sequence[StateChange], interval_us: int) -> list[Outcome]:
+    async def _apply(
+        self, changes: Sequence[StateChange], interval_us: int, durable: asyncio.Future | None
+    ) -> list[Outcome]:
         ids = sorted({c.job_id for c in changes})
         conn = await self.pool.acquire()
         try:
@@ -237,6 +249,9 @@ class JobStore:
                     await cur.execute(END_MACHINE, machine)
                 if plan.mirror:
                     await cur.executemany(MIRROR, plan.mirror)
+            if durable is not None:
+                # A second try after a lost connection finds the write done (or its error again).
+                await durable
             await conn.commit()
         except BaseException:
             # The connection's state is unknown (a lost connection, a cancelled wait): never reuse it.
