@@ -3,8 +3,10 @@
 What it measures
     `POST /api/v1/telemetry/batch` with 5,000 updates per request (`{"updates": [{"job_type": "backup",
     "job_id": ..., <update fields>}, ...]}`), the updates of each request spread round-robin over
-    `--jobs` running jobs (created with `POST /api/v1/backups` and primed with one update), sent by
-    `--concurrency` concurrent httpx clients; bodies are encoded before the clock starts.
+    `--jobs-per-batch` (default 10) of `--jobs` running jobs, the next request the next ones (as agents
+    send their own few jobs' updates; `--jobs-per-batch 1000` spreads every request over every job; the
+    jobs are created with `POST /api/v1/backups` and primed with one update), sent by `--concurrency`
+    concurrent httpx clients; bodies are encoded before the clock starts.
     Two figures for the API:
       * accepted updates/s: updates in 202 answers / time until the last answer;
       * end-to-end updates/s: the same updates / time until the API's point buffer is drained
@@ -38,56 +40,70 @@ from pipeline.tsdb.encoding import TELEMETRY, series_key, telemetry_line
 PHASES = ("transferring", "transferring", "transferring", "verifying")
 
 
-def api_bodies(job_ids: list[str], requests: int, batch: int) -> list[bytes]:
-    bodies = []
+def schedule(jobs: int, requests: int, batch: int, per_batch: int) -> list[list[tuple[int, int, int]]]:
+    """Per request, its updates as (job index, that job's step, running number n).
+
+    Each request covers `per_batch` consecutive jobs (the next request the next ones, wrapping round),
+    as an agent sends the updates of the few jobs it runs; `per_batch` = `jobs` spreads every request
+    over all jobs (one commit then locks and writes every job's row).
+    """
+    per_batch = max(1, min(per_batch, jobs))
+    steps = [0] * jobs
+    out = []
     n = 0
-    for _ in range(requests):
-        updates = []
-        for _ in range(batch):
-            job = job_ids[n % len(job_ids)]
-            step = n // len(job_ids) + 1
-            updates.append(
-                {
-                    "job_type": "backup",
-                    "job_id": job,
-                    "bytes_transferred": step * 1_048_576,
-                    "total_bytes": 10**12,
-                    "transfer_speed_bps": 50_000_000 + (n % 997) * 1000,
-                    "progress_percent": min(100.0, step / 100),
-                    "current_phase": PHASES[n % len(PHASES)],
-                    "worker_count": 4,
-                }
-            )
+    for r in range(requests):
+        first = (r * per_batch) % jobs
+        items = []
+        for i in range(batch):
+            job = (first + i % per_batch) % jobs
+            steps[job] += 1
+            items.append((job, steps[job], n))
             n += 1
+        out.append(items)
+    return out
+
+
+def api_bodies(job_ids: list[str], plan: list[list[tuple[int, int, int]]]) -> list[bytes]:
+    bodies = []
+    for items in plan:
+        updates = [
+            {
+                "job_type": "backup",
+                "job_id": job_ids[job],
+                "bytes_transferred": step * 1_048_576,
+                "total_bytes": 10**12,
+                "transfer_speed_bps": 50_000_000 + (n % 997) * 1000,
+                "progress_percent": min(100.0, step / 100),
+                "current_phase": PHASES[n % len(PHASES)],
+                "worker_count": 4,
+            }
+            for job, step, n in items
+        ]
         bodies.append(msgspec.json.encode({"updates": updates}))
     return bodies
 
 
-def raw_bodies(job_ids: list[str], requests: int, batch: int) -> list[bytes]:
+def raw_bodies(job_ids: list[str], plan: list[list[tuple[int, int, int]]]) -> list[bytes]:
     keys = [
         series_key(TELEMETRY, {"job_id": j, "job_type": "backup", "vm_name": f"vm {j}", "repository_id": "bench-repo"})
         for j in job_ids
     ]
     base = time.time_ns() - 3600 * 10**9
     bodies = []
-    n = 0
-    for _ in range(requests):
-        lines = []
-        for _ in range(batch):
-            step = n // len(keys) + 1
-            lines.append(
-                telemetry_line(
-                    keys[n % len(keys)],
-                    bytes_transferred=step * 1_048_576,
-                    total_bytes=10**12,
-                    transfer_speed_bps=50_000_000 + (n % 997) * 1000,
-                    progress_percent=min(100.0, step / 100),
-                    current_phase=PHASES[n % len(PHASES)],
-                    worker_count=4,
-                    timestamp_ns=base + n * 1000,  # unique per series: nothing overwrites anything
-                )
+    for items in plan:
+        lines = [
+            telemetry_line(
+                keys[job],
+                bytes_transferred=step * 1_048_576,
+                total_bytes=10**12,
+                transfer_speed_bps=50_000_000 + (n % 997) * 1000,
+                progress_percent=min(100.0, step / 100),
+                current_phase=PHASES[n % len(PHASES)],
+                worker_count=4,
+                timestamp_ns=base + n * 1000,  # unique per series: nothing overwrites anything
             )
-            n += 1
+            for job, step, n in items
+        ]
         bodies.append("\n".join(lines).encode())
     return bodies
 
@@ -146,6 +162,13 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=5000, help="updates (points) per request")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent clients per side")
     parser.add_argument("--jobs", type=int, default=1000, help="running jobs the updates are spread over")
+    parser.add_argument(
+        "--jobs-per-batch",
+        type=int,
+        default=10,
+        help="jobs one request's updates are spread over (an agent sends its own few jobs' updates); "
+        "= --jobs for every request over every job",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests per side first")
     parser.add_argument(
         "--no-serial-ref",
@@ -165,13 +188,11 @@ def main() -> int:
 
     c.log(f"encoding {args.warmup + args.requests} x {args.batch} updates per side")
     t = time.perf_counter()
-    api_all = api_bodies(api_jobs, args.warmup + args.requests, args.batch)
-    raw_all = raw_bodies(raw_jobs, args.warmup + args.requests, args.batch)
-    ser_timed = (
-        []
-        if args.no_serial_ref
-        else raw_bodies([j.replace("-raw-", "-ser-") for j in raw_jobs], args.requests, args.batch)
-    )
+    plan = schedule(args.jobs, args.warmup + args.requests, args.batch, args.jobs_per_batch)
+    api_all = api_bodies(api_jobs, plan)
+    raw_all = raw_bodies(raw_jobs, plan)
+    ser_jobs = [j.replace("-raw-", "-ser-") for j in raw_jobs]
+    ser_timed = [] if args.no_serial_ref else raw_bodies(ser_jobs, plan)[args.warmup :]
     c.log(
         f"encoded in {time.perf_counter() - t:.1f} s; API body {len(api_all[0]) / 1e6:.2f} MB, "
         f"line-protocol body {len(raw_all[0]) / 1e6:.2f} MB"
@@ -273,7 +294,7 @@ def main() -> int:
                 ),
             ],
             f"\nBatch ingest: {args.requests} requests x {args.batch} updates, {args.concurrency} concurrent clients, "
-            f"{args.jobs} jobs, server {args.server}",
+            f"{args.jobs} jobs ({args.jobs_per_batch} per request), server {args.server}",
         )
     )
     print(
