@@ -44,20 +44,56 @@ def create_app() -> Litestar:
     return Litestar(route_handlers=[update], openapi_config=None)
 
 
+_encode = msgspec.json.Encoder().encode
+
+
+async def _body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def plain_app(scope, receive, send) -> None:
+    """`--plain`: the same work as a plain ASGI callable, no framework: the floor under any endpoint here
+    (the real API's single updates are answered in front of Litestar's routing, api/fastpath.py)."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    _decoder.decode(await _body(receive))
+    out = _encode({"job_id": scope["path"].rsplit("/", 1)[-1], "accepted": True})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": out})
+
+
+def create_plain_app():
+    return plain_app
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
     parser.add_argument("--port", type=int, default=28092)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--plain", action="store_true", help="a plain ASGI callable instead of Litestar")
     args = parser.parse_args()
+    factory = "bare_app:create_plain_app" if args.plain else "bare_app:create_app"
     # The same calls as pipeline/cli.py cmd_api, so both apps run under identical server settings.
     if args.server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
 
         Granian(
-            "bare_app:create_app",
+            factory,
             address=args.host,
             port=args.port,
             interface=Interfaces.ASGI,
@@ -70,7 +106,7 @@ def main() -> int:
         import uvicorn
 
         uvicorn.run(
-            "bare_app:create_app",
+            factory,
             host=args.host,
             port=args.port,
             factory=True,
