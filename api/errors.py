@@ -12,7 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from pipeline.ingest.service import IngestError
 from pipeline.outages import StoreUnavailable, describe_outage, is_outage
 
-__all__ = ["EXCEPTION_HANDLERS", "bad_request", "decode_strict", "error_payload", "unexpected_error"]
+__all__ = ["EXCEPTION_HANDLERS", "bad_request", "decode_strict", "error_payload", "ingest_error", "unexpected_error"]
 
 T = TypeVar("T")
 log = logging.getLogger("sendense.api")
@@ -64,9 +64,13 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None, **ex
     return Response(error_payload(status, detail, **extra), status_code=status, headers=headers)
 
 
+def ingest_error(exc: IngestError) -> tuple[int, str, dict[str, str] | None]:
+    """An ingest refusal's status, detail and headers (the handler below and api/fastpath.py answer with them)."""
+    return exc.status, exc.detail, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+
+
 def _ingest_error(_: Request, exc: IngestError) -> Response:
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return _error(exc.status, exc.detail, headers)
+    return _error(*ingest_error(exc))
 
 
 def _unavailable(detail: str, retry_after: int = RETRY_AFTER) -> Response:

@@ -27,9 +27,8 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import BearerAuth
-from api.errors import error_payload, unexpected_error
-from api.routes.telemetry import MAX_UPDATE_BYTES
-from api.schemas import UpdateAccepted, UpdateFinished
+from api.errors import error_payload, ingest_error, unexpected_error
+from api.routes.telemetry import MAX_UPDATE_BYTES, update_answer
 from pipeline.ingest.models import JOB_ID_PATTERN, TelemetryUpdate
 from pipeline.ingest.service import IngestError, TelemetryIngest
 from pipeline.jobs.vocabulary import JOB_TYPES
@@ -81,6 +80,8 @@ class TelemetryFastPath:
         await self._submit(ingest, job_type, job_id, update, scope, send)
 
     def _authorized(self, scope: Scope) -> bool:
+        if not self.auth.enabled:  # no tokens configured (loopback only): nothing to check, as in BearerAuth
+            return True
         try:
             self.auth.authorize(scope)
         except HTTPException:
@@ -92,20 +93,13 @@ class TelemetryFastPath:
     ) -> None:
         FAST_PATH_ANSWERS.inc()
         try:
-            result = await ingest.submit(job_type, job_id, update)
+            status, body = update_answer(job_id, await ingest.submit(job_type, job_id, update))
         except IngestError as exc:
-            headers = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
-            await _answer(send, exc.status, _encode(error_payload(exc.status, exc.detail)), headers)
-            return
+            await _refuse(send, *ingest_error(exc))
         except Exception as exc:
-            status, detail, extra = unexpected_error(scope["method"], scope["path"], exc)
-            headers = [(name.lower().encode(), value.encode()) for name, value in (extra or {}).items()]
-            await _answer(send, status, _encode(error_payload(status, detail)), headers)
-            return
-        if result.status == 200:
-            await _answer(send, 200, _encode(UpdateFinished(job_id, result.body["status"])))
+            await _refuse(send, *unexpected_error(scope["method"], scope["path"], exc))
         else:
-            await _answer(send, 202, _encode(UpdateAccepted(job_id, True)))
+            await _answer(send, status, _encode(body))
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -139,6 +133,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str] | None) -> None:
+    """The error handlers' answer (api/errors.py): their body, their headers."""
+    extra = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await _answer(send, status, _encode(error_payload(status, detail)), extra)
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -16,12 +16,12 @@ from api.errors import bad_request, decode_strict
 from api.openapi import StrictBody, errors
 from api.schemas import BatchRejection, BatchResult, DiskHistory, History, UpdateAccepted, UpdateFinished, to_body
 from pipeline.ingest.models import JOB_ID_PATTERN, BatchBody, BatchUpdate, LooseBatchBody, TelemetryUpdate
-from pipeline.ingest.service import TelemetryIngest
+from pipeline.ingest.service import IngestResult, TelemetryIngest
 from pipeline.jobs.vocabulary import JOB_TYPES
 from pipeline.metrics import count_updates
 from pipeline.read.history import TelemetryHistory
 
-__all__ = ["TelemetryController"]
+__all__ = ["MAX_UPDATE_BYTES", "TelemetryController", "update_answer"]
 
 JobIdParam = Annotated[str, Parameter(pattern=JOB_ID_PATTERN, max_length=255, description="The job's id")]
 _loose_decoder = msgspec.json.Decoder(LooseBatchBody)
@@ -43,6 +43,13 @@ _UPDATE_EXAMPLE = {
     "disk_index": 0,
     "stage_load": {"source_read": 41.0, "processing": 22.5, "network": 35.0, "target_write": 78.0},
 }
+
+
+def update_answer(job_id: str, result: IngestResult) -> tuple[int, UpdateAccepted | UpdateFinished]:
+    """A durable single update's status and body (the route and api/fastpath.py answer with them)."""
+    if result.status == 200:
+        return 200, UpdateFinished(job_id, result.body["status"])
+    return 202, UpdateAccepted(job_id, True)
 
 
 class DecodedBatch(BatchBody):
@@ -222,7 +229,5 @@ class TelemetryController(Controller):
         if not _job_id.match(job_id):
             count_updates(400)
             raise bad_request(f"job_id: expected letters, digits, '.', '_', '-' (1-255 characters), got {job_id!r}")
-        result = await ingest.submit(job_type, job_id, data)
-        if result.status == 200:
-            return Response(UpdateFinished(job_id, result.body["status"]), status_code=200)  # type: ignore[return-value]
-        return Response(UpdateAccepted(job_id, True), status_code=202)
+        status, body = update_answer(job_id, await ingest.submit(job_type, job_id, data))
+        return Response(body, status_code=status)  # type: ignore[return-value]

@@ -186,7 +186,7 @@ class GroupCommitter:
             if not points.done():
                 # MySQL failed first: the answer is 503 either way, but the write is not left running.
                 await asyncio.wait([points])
-            if points.done() and not points.cancelled() and points.exception() is exc:
+            if not points.cancelled() and points.exception() is exc:
                 raise  # InfluxDB's failure, counted by _write_points
             MYSQL_ERRORS.inc()
             if self.stats.mysql_failing_since is None:

@@ -136,3 +136,18 @@ def test_statuses_are_what_the_job_sheet_says(api: str, stack: DevStack, unique:
     assert statuses["terminal"] == 200
     assert statuses["the same end again"] == 200
     assert statuses["after the end"] == 409
+
+
+def test_without_tokens_the_fast_path_still_answers(stack: DevStack, unique: str) -> None:
+    """With no tokens configured (loopback only) nothing is checked, by the middleware or by the fast path."""
+    port = stack.api_port + 16
+    no_tokens = {"SENDENSE_AGENT_TOKENS": "", "SENDENSE_VIEWER_TOKENS": "", "SENDENSE_OPERATOR_TOKENS": ""}
+    proc = stack.start_api(port=port, env=no_tokens, log_path=OUTPUT_DIR / "api-no-tokens.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        job = _new_job(base, "anything", f"fast-open-{unique}")
+        before = _fast_path_answers(base)
+        assert httpx.post(f"{base}/api/v1/telemetry/backup/{job}", json=RUNNING, timeout=10).status_code == 202
+        assert _fast_path_answers(base) == before + 1
+    finally:
+        stack.stop_process(proc)
