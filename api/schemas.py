@@ -216,6 +216,12 @@ class DiskHistory(Struct):
     status: JobStatus
     data_source: Literal["rolled_up", "live_snapshots", "none"]
     disks: list[DiskCurve]
+    cursor: str | UnsetType = UNSET
+    """Live curves: pass it as `since` on the next refresh to get only each disk's points after this
+    answer's last."""
+    since: str | UnsetType = UNSET
+    """Present when the request gave `since`: each disk's `chart_data` holds only its points after the
+    cursor's for it (append them; a disk not seen before comes whole); absent, every curve is whole."""
 
 
 # --- backups -----------------------------------------------------------------------------------

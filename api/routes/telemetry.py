@@ -20,6 +20,7 @@ from pipeline.ingest.service import IngestResult, TelemetryIngest
 from pipeline.jobs.vocabulary import JOB_TYPES
 from pipeline.metrics import count_updates
 from pipeline.read.history import TelemetryHistory
+from pipeline.read.live_disks import CURSOR_PATTERN, parse_cursor
 
 __all__ = ["MAX_UPDATE_BYTES", "TelemetryController", "update_answer"]
 
@@ -154,7 +155,8 @@ class TelemetryController(Controller):
             Parameter(
                 pattern=r"^[0-9]{1,19}$",
                 description="A previous live answer's `cursor`: a live answer then carries only the points after "
-                "it (and echoes it in `since`); any other answer is whole.",
+                "it (and echoes it in `since`); any other answer is whole, also a live one when the cursor is from "
+                "before the API's last whole read of the chart (re-bucketed, or read by another process).",
             ),
         ] = None,
     ) -> History:
@@ -178,11 +180,32 @@ class TelemetryController(Controller):
         return to_body(body, History)
 
     @get("/history/{job_id:str}/disks", operation_id="getDiskHistory", responses=errors(400, 401, 404, 503))
-    async def disk_history(self, history: TelemetryHistory, job_id: JobIdParam) -> DiskHistory:
+    async def disk_history(
+        self,
+        history: TelemetryHistory,
+        job_id: JobIdParam,
+        since: Annotated[
+            str | None,
+            Parameter(
+                pattern=CURSOR_PATTERN,
+                description="A previous live answer's `cursor` (`disk:ns,...`): each disk of a live answer then "
+                "carries only its points after the cursor's for it (all of them for a disk it does not name), and "
+                "the answer echoes it in `since`; any other answer is whole, also a live one when the cursor is "
+                "from before the API's last whole read of the curves.",
+            ),
+        ] = None,
+    ) -> DiskHistory:
         """Each disk's speed curve of a multi-disk job (`t` in seconds from the job's start): `rolled_up`
-        (kept with the summary, at most 60 points a disk), `live_snapshots` (from the raw points, at most
-        about 200 a disk: also for a finished job until its rollup has stored the curves) or `none`."""
-        body = await history.disks(job_id)
+        (kept with the summary, at most 60 points a disk), `live_snapshots` (from the raw points, about 200
+        buckets a disk when first read, then extended with each disk's new points up to 400: also for a
+        finished job until its rollup has stored the curves) or `none`. The API keeps a live job's curves
+        and reads only the disks whose rows say they have new points; `?since=<cursor>` returns only
+        those points, which a dashboard appends to each disk's curve."""
+        try:
+            cursor = None if since is None else parse_cursor(since)
+        except ValueError as exc:
+            raise bad_request(f"since: {exc}") from None
+        body = await history.disks(job_id, cursor)
         if body is None:
             raise NotFoundException(f"job {job_id!r} does not exist")
         return to_body(body, DiskHistory)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -14,13 +13,14 @@ from anyio import to_thread
 from sqlalchemy import Engine, select
 
 from pipeline.clock import epoch_ns
-from pipeline.db.tables import backup_jobs, job_disk_charts, job_telemetry_snapshots
+from pipeline.db.tables import backup_disks, backup_jobs, job_disk_charts, job_telemetry_snapshots
 from pipeline.insight.baseline import RunBaselines
 from pipeline.insight.bottleneck import bottleneck
 from pipeline.insight.eta import estimate_eta
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.read.finished import FinishedSummaries
 from pipeline.read.live import LIVE_CHART_POINTS, LiveChart, LiveCharts
+from pipeline.read.live_disks import MAX_LIVE_DISKS, LiveDiskCharts
 from pipeline.tsdb import queries
 from pipeline.tsdb.influx import AsyncInflux, InfluxError
 
@@ -28,11 +28,7 @@ __all__ = ["LIVE_CHART_POINTS", "TelemetryHistory"]
 
 log = logging.getLogger(__name__)
 
-# Each disk's live curve in at most about this many buckets.
-LIVE_DISK_POINTS = 200
 NO_DATA = "No telemetry data available for this job"
-# Agent timestamps may be up to 300 s ahead of this server's clock (see the ingest path).
-_AHEAD_NS = 300 * 10**9
 
 
 class TelemetryHistory:
@@ -58,6 +54,7 @@ class TelemetryHistory:
         self.source = queries.source(influx.settings.database, raw_rp)
         # Live jobs' charts, extended with new points and shared by the readers of one refresh.
         self.live = LiveCharts(influx, self.source)
+        self.live_disks = LiveDiskCharts(influx, self.source)
         self._rows_in_flight: dict[str, asyncio.Future] = {}
 
     def _job(self, job_id: str):
@@ -158,29 +155,46 @@ class TelemetryHistory:
                     answer["bottleneck"] = bottleneck(loads)
                 if live is not None:
                     answer["cursor"] = live.cursor
-                    if since is not None:
-                        answer["chart_data"] = live.after(since)
+                    after = None if since is None else live.after(since)
+                    if after is not None:
+                        answer["chart_data"] = after
                         answer["since"] = str(since)
                 return answer
         return {"job_id": job_id, "status": job.status, "data_source": "none", "message": NO_DATA}
 
-    async def disks(self, job_id: str) -> dict | None:
+    async def disks(self, job_id: str, since: dict[int, int] | None = None) -> dict | None:
         """Each disk's speed curve: kept from the rollup (`rolled_up`), from the raw points while the job's
         summary does not exist yet (`live_snapshots`), else `none`; None for an unknown job. `t` counts
-        from the job's start, like the job's own chart."""
-        job = await to_thread.run_sync(self._job, job_id)
+        from the job's start, like the job's own chart.
+
+        Live curves are kept and extended (`live_disks.py`) and carry a `cursor`; with `since` (a
+        previous answer's cursor, parsed) each disk holds only its points after the cursor's for it,
+        and the answer echoes `since`."""
+        job = await self._row(job_id)
         if job is None:
             return None
         if job.performance_metrics is not None:
+            self.live_disks.forget(job_id)
             rows = await to_thread.run_sync(self._disk_charts, job_id)
-            source = "rolled_up"
             disks = [{"disk_index": r.disk_index, "chart_data": r.chart_data} for r in rows]
-        elif job.started_at is not None:
-            source = "live_snapshots"
-            disks = await self._live_disks(job_id, epoch_ns(job.started_at))
-        else:
-            source, disks = "none", []
-        return {"job_id": job_id, "status": job.status, "data_source": source if disks else "none", "disks": disks}
+            source = "rolled_up" if disks else "none"
+            return {"job_id": job_id, "status": job.status, "data_source": source, "disks": disks}
+        if job.started_at is None:
+            return {"job_id": job_id, "status": job.status, "data_source": "none", "disks": []}
+        seen = await to_thread.run_sync(self._disk_rows, job_id)
+        charts = await self.live_disks.get(job_id, epoch_ns(job.started_at), seen)
+        if charts is None:
+            return {"job_id": job_id, "status": job.status, "data_source": "none", "disks": []}
+        answer = {
+            "job_id": job_id,
+            "status": job.status,
+            "data_source": "live_snapshots",
+            "disks": charts.answer(since),
+            "cursor": charts.cursor,
+        }
+        if since is not None and charts.follows(since):
+            answer["since"] = ",".join(f"{disk}:{ns}" for disk, ns in since.items())
+        return answer
 
     def _disk_charts(self, job_id: str):
         with self.engine.connect() as conn:
@@ -190,23 +204,17 @@ class TelemetryHistory:
                 .order_by(job_disk_charts.c.disk_index)
             ).all()
 
-    async def _live_disks(self, job_id: str, start_ns: int) -> list[dict]:
-        end_ns = time.time_ns() + _AHEAD_NS
-        bucket = max(1, math.ceil((end_ns - start_ns) / 1e9 / LIVE_DISK_POINTS))
-        result = await self.influx.query(
-            *queries.disk_curves(self.source, job_id, start_ns, end_ns, bucket), epoch="ms"
-        )
-        disks = []
-        for series in result[0].get("series", []) if result else []:
-            disk = series.get("tags", {}).get("disk_index", "")
-            if not disk.isascii() or not disk.isdigit() or len(disks) >= 32:
-                continue
-            chart = [
-                {"t": max(0, round((t - start_ns / 1e6) / 1000)), "s": round(speed or 0), "p": round(float(p or 0), 2)}
-                for t, speed, p in series.get("values", [])
-            ]
-            disks.append({"disk_index": int(disk), "chart_data": chart})
-        return sorted(disks, key=lambda d: d["disk_index"])
+    def _disk_rows(self, job_id: str) -> dict[int, int]:
+        """Each disk with telemetry: its row's `last_telemetry_at` (epoch µs), the lowest indexes first."""
+        d = backup_disks.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(d.disk_index, d.last_telemetry_at)
+                .where(d.job_id == job_id, d.last_telemetry_at.is_not(None))
+                .order_by(d.disk_index)
+                .limit(MAX_LIVE_DISKS)
+            ).all()
+        return {r.disk_index: epoch_ns(r.last_telemetry_at) // 1000 for r in rows}
 
     async def eta(self, job_id: str) -> dict:
         """`eta_seconds`, `eta_at` and `eta_reason` of a running job (for GET /backups/{id})."""

@@ -53,6 +53,9 @@ class LiveChart:
     """Each stage's load of the last update (stages never reported are left out)."""
     seen_us: int = 0
     """The newest `last_telemetry_at` (epoch µs) this chart has read everything up to."""
+    whole_ns: int = 0
+    """The last point of the read that drew this chart whole: a cursor before it was given for other
+    points (an earlier chart's, or another process's), so its reader gets the whole chart."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -60,8 +63,11 @@ class LiveChart:
         """What a client passes as `since` to get only the points after this chart's last."""
         return str(self.last_ns)
 
-    def after(self, since_ns: int) -> list[dict]:
-        """The points after `since_ns` (all of them when it is before the first)."""
+    def after(self, since_ns: int) -> list[dict] | None:
+        """The points after `since_ns`; None when the cursor is from before this chart's whole read
+        (the reader's points are not these: it must take the whole chart)."""
+        if since_ns < self.whole_ns:
+            return None
         return self.points[bisect_right(self.times_ns, since_ns) :]
 
     def point(self, t_ns: int, speed, progress, phase) -> dict:
@@ -151,7 +157,7 @@ class LiveCharts:
         result = await self.influx.query(*query, epoch="ns")
         rows = result[0].get("series", [{}])[0].get("values", []) if result else []
         # Everything up to the row read before this read is in it (the row commits after its point).
-        chart = LiveChart(first_ns // _MS, [], [], last_ns, loads, max(newest_us or 0, last_ns // 1000))
+        chart = LiveChart(first_ns // _MS, [], [], last_ns, loads, max(newest_us or 0, last_ns // 1000), last_ns)
         for t_ns, speed, progress, phase in rows:
             chart.points.append(chart.point(int(t_ns), speed, progress, phase))
             chart.times_ns.append(int(t_ns))

@@ -21,6 +21,8 @@ __all__ = [
     "chart_points",
     "create_database",
     "disk_curves",
+    "disk_curves_live",
+    "disk_points_after",
     "disk_stats",
     "drop_series",
     "drop_series_many",
@@ -175,6 +177,34 @@ def chart_buckets(
         f"GROUP BY time({int(bucket_s)}s) fill(none)"
     )
     return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def disk_curves_live(src: str, job_id: str, start_ns: int, end_ns: int, bucket_s: int) -> Query:
+    """Two statements: each disk's curve in `bucket_s`-second buckets (as `disk_curves`) and each
+    disk's last point (what a live curve is extended after)."""
+    text = (
+        f"{disk_curves(src, job_id, start_ns, end_ns, bucket_s).text}; "
+        f"SELECT last(transfer_speed_bps) FROM {src} {_PER_DISK} GROUP BY disk_index"
+    )
+    return Query(text, _window(job_id, start_ns, end_ns))
+
+
+def disk_points_after(
+    src: str, job_id: str, start_ns: int, end_ns: int, disks: list[int], after_ns: list[int], limits: list[int]
+) -> Query:
+    """One statement per disk: its points after its own `after_ns` (at most its limit + 1, oldest
+    first), what a live disk curve appends. Disk indexes and times are bound parameters too."""
+    if not disks or not (len(disks) == len(after_ns) == len(limits)):
+        raise ValueError("one after_ns and one limit for each disk, and at least one disk")
+    params = _window(job_id, start_ns, end_ns)
+    statements = []
+    for i, (disk, after, limit) in enumerate(zip(disks, after_ns, limits, strict=True)):
+        params[f"d{i}"], params[f"a{i}"] = str(int(disk)), int(after)
+        statements.append(
+            f"SELECT transfer_speed_bps, progress_percent FROM {src} WHERE {_WINDOW} AND disk_index = $d{i} "
+            f"AND time > $a{i} LIMIT {int(limit) + 1}"
+        )
+    return Query("; ".join(statements), params)
 
 
 def chart_after(src: str, job_id: str, start_ns: int, end_ns: int, after_ns: int, limit: int) -> Query:

@@ -125,6 +125,9 @@ def test_a_chart_grown_past_its_bound_is_read_whole_again(agent, influx, setting
             _send_many(agent, job_id, points)
             grown = await charts.get(job_id, start_ns, 2**62)
             assert charts.reads["full"] == 2 and len(grown.points) <= LIVE_CHART_POINTS
+            # A cursor from before the re-read was given for other points: its reader takes the whole chart.
+            assert grown.after(int(chart.cursor)) is None
+            assert grown.after(int(grown.cursor)) == []
         finally:
             await client.aclose()
 

@@ -41,6 +41,8 @@ def test_no_influxql_outside_the_tsdb_package():
         lambda job: queries.job_buckets('"db"."rp"."m"', job, 10**6, 10**9, 7),
         lambda job: queries.job_points_at('"db"."rp"."m"', job, 1, 2, [(1, 2), (5, 9)]),
         lambda job: queries.chart_after('"db"."rp"."m"', job, 1, 2, 1, 600),
+        lambda job: queries.disk_curves_live('"db"."rp"."m"', job, 1, 2, 60),
+        lambda job: queries.disk_points_after('"db"."rp"."m"', job, 1, 2, [0, 7], [5, 9], [400, 3]),
     ],
 )
 def test_a_job_id_is_a_bound_parameter_never_text(build):
@@ -65,3 +67,13 @@ def test_identifiers_are_quoted_and_durations_checked():
     )
     with pytest.raises(ValueError):
         queries.retention_policy("sendense", "raw", "30d; DROP DATABASE sendense", default=False, exists=True)
+
+
+def test_each_disk_of_a_tail_read_is_bound_with_its_own_time():
+    query = queries.disk_points_after('"db"."rp"."m"', "j", 1, 2, [0, 12], [5, 9], [400, 3])
+    assert query.params | {} == {"job_id": "j", "start": 1, "end": 2, "d0": "0", "a0": 5, "d1": "12", "a1": 9}
+    assert query.text.count("SELECT") == 2 and "LIMIT 401" in query.text and "LIMIT 4" in query.text
+    with pytest.raises(ValueError):
+        queries.disk_points_after('"db"."rp"."m"', "j", 1, 2, [], [], [])
+    with pytest.raises(ValueError):
+        queries.disk_points_after('"db"."rp"."m"', "j", 1, 2, [1], [1, 2], [3])
