@@ -94,9 +94,11 @@ class DashboardApi:
         params = {"since": since} if since else None
         return await self._get(f"/telemetry/history/{quote(job_id, safe='')}", params)
 
-    async def disk_history(self, job_id: str) -> dict:
-        """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks)."""
-        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}/disks")
+    async def disk_history(self, job_id: str, since: str | None = None) -> dict:
+        """Each disk's speed curve of a job (GET /telemetry/history/{job_id}/disks); with `since` (a live
+        answer's cursor) a live answer holds only each disk's points after it."""
+        params = {"since": since} if since else None
+        return await self._get(f"/telemetry/history/{quote(job_id, safe='')}/disks", params)
 
     async def timeline(self, start: str, end: str, repository: str | None = None) -> dict:
         """Every job of [start, end) as a bar, with the running jobs and summed speed (GET /reports/timeline)."""

@@ -13,6 +13,7 @@ __all__ = [
     "BYTES_PER_MB",
     "PHASE_COLORS",
     "disk_columns",
+    "disk_patch",
     "donut_columns",
     "eta_text",
     "flag_short",
@@ -26,6 +27,8 @@ __all__ = [
     "job_options",
     "machines_columns",
     "mbps",
+    "merge_disks",
+    "merge_live",
     "mmss",
     "page_text",
     "performance_figures",
@@ -138,6 +141,42 @@ def merge_live(kept: list[dict] | None, answer: dict) -> tuple[dict, str | None]
     whole = answer.get("chart_data") or []
     cursor = answer.get("cursor") if len(whole) <= LIVE_KEPT_POINTS else None
     return answer, cursor
+
+
+LIVE_DISK_KEPT_POINTS = 400
+"""A watched disk curve grows by appended points up to this many (the API's own bound), then all are read
+whole (re-bucketed) again."""
+
+
+def merge_disks(kept: dict[int, list[dict]] | None, answer: dict) -> tuple[dict, str | None]:
+    """A disk-history answer with each disk's whole curve, and the cursor to ask with next time (None:
+    read whole).
+
+    An answer to `?since=` (it echoes `since`) holds only each disk's points after the cursor's for it:
+    they are added to the curves kept from the earlier answers (a disk not kept starts with them). Any
+    other answer is whole and replaces them. A curve grown past `LIVE_DISK_KEPT_POINTS` makes the next
+    read whole, which the API answers in buckets.
+    """
+    disks = answer.get("disks") or []
+    if "since" in answer and kept is not None:
+        disks = [{**d, "chart_data": kept.get(d["disk_index"], []) + (d.get("chart_data") or [])} for d in disks]
+        answer = {**answer, "disks": disks}
+    longest = max((len(d.get("chart_data") or []) for d in disks), default=0)
+    cursor = answer.get("cursor") if longest <= LIVE_DISK_KEPT_POINTS else None
+    return answer, cursor
+
+
+def disk_patch(current: dict[str, list], new: dict[str, list]) -> dict[str, list] | None:
+    """The disk lines of `new` that differ from those drawn, as `ColumnDataSource.patch` takes them
+    ({} when none does), or None when the disks themselves differ and the caller must replace the data."""
+    if current.get("label", []) != new["label"] or current.get("color", []) != new["color"]:
+        return None
+    changed = [
+        i for i in range(len(new["label"])) if current["xs"][i] != new["xs"][i] or current["ys"][i] != new["ys"][i]
+    ]
+    if not changed:
+        return {}
+    return {"xs": [(i, new["xs"][i]) for i in changed], "ys": [(i, new["ys"][i]) for i in changed]}
 
 
 def stream_tail(current: dict[str, list], new: dict[str, list]) -> dict[str, list] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import Page, expect
 
@@ -237,17 +238,40 @@ DISK_CHART = """() => {
 }"""
 
 
+DISK_XS = """() => {
+  const m = Bokeh.documents[0].get_model_by_name('disk-source');
+  const xs = m.data instanceof Map ? m.data.get('xs') : m.data.xs;
+  return Array.from(xs, (line) => Array.from(line));
+}"""
+DISK_LENGTHS = f"() => ({DISK_XS})().map((line) => line.length).join(',')"
+
+
 def test_a_multi_disk_job_shows_one_speed_curve_per_disk(page: Page, dashboard: str, agent, unique):
     vm_name = f"two-disks-{unique}"
     body = {"vm_name": vm_name, "backup_type": "full", "repository_id": "repo-dash"}
     body["disks"] = [{"disk_index": 0, "size_bytes": 1000}, {"disk_index": 1, "size_bytes": 1000}]
     job_id = agent.post("/backups", json=body).json()["backup_id"]
+    # Five seconds apart (a live read buckets a young job's curves by a few seconds).
+    start = datetime.now(UTC)
+
+    def update(i: int, **extra) -> dict:
+        return update_body(i, timestamp=(start + timedelta(seconds=5 * i)).isoformat(), **extra)
+
     for i in range(1, 6):
         for disk in (0, 1):
-            assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i, disk_index=disk)).status_code == 202
-        assert agent.post(f"/telemetry/backup/{job_id}", json=update_body(i)).status_code == 202
+            assert agent.post(f"/telemetry/backup/{job_id}", json=update(i, disk_index=disk)).status_code == 202
+        assert agent.post(f"/telemetry/backup/{job_id}", json=update(i)).status_code == 202
     _open_machine(page, dashboard, vm_name)
     _tab(page, "Performance")
     page.wait_for_function(DISK_CHART)
     assert page.evaluate(DISK_CHART) == "Disk 0,Disk 1"
     page.screenshot(path=SCREENSHOTS / "tab-performance-disks.png")
+    # Live: a refresh asks for each disk's new points only and extends the line of the disk that has them.
+    assert page.evaluate(DISK_LENGTHS) == "5,5"
+    for i in (6, 7):
+        assert agent.post(f"/telemetry/backup/{job_id}", json=update(i, disk_index=1)).status_code == 202
+    page.wait_for_function(f"() => ({DISK_LENGTHS})() === '5,7'")
+    whole = agent.get(f"/telemetry/history/{job_id}/disks").json()
+    assert [len(d["chart_data"]) for d in whole["disks"]] == [5, 7]
+    drawn = page.evaluate(DISK_XS)
+    assert drawn == [[p["t"] for p in d["chart_data"]] for d in whole["disks"]]

@@ -409,3 +409,40 @@ def test_a_since_answer_is_appended_to_the_kept_chart_and_a_whole_one_replaces_i
     long = [{"t": i, "s": 1, "p": 0.0, "phase": "a"} for i in range(LIVE_KEPT_POINTS)]
     _, cursor = merge_live(long, {**new, "since": "1", "cursor": "2"})
     assert cursor is None  # grown past the bound: read whole (in buckets) next time
+
+
+def test_live_disk_curves_are_kept_and_extended_by_since_answers():
+    from dashboards.app.shaping import LIVE_DISK_KEPT_POINTS, merge_disks
+
+    kept = {0: [{"t": 0, "s": 1, "p": 0.0}], 1: [{"t": 0, "s": 2, "p": 0.0}, {"t": 5, "s": 2, "p": 1.0}]}
+    new = {
+        "data_source": "live_snapshots",
+        "disks": [
+            {"disk_index": 0, "chart_data": []},
+            {"disk_index": 1, "chart_data": [{"t": 10, "s": 3, "p": 2.0}]},
+            {"disk_index": 2, "chart_data": [{"t": 10, "s": 4, "p": 2.0}]},  # a disk new since the last answer
+        ],
+    }
+    merged, cursor = merge_disks(kept, {**new, "since": "0:1,1:2", "cursor": "0:1,1:3,2:3"})
+    curves = {d["disk_index"]: [p["t"] for p in d["chart_data"]] for d in merged["disks"]}
+    assert curves == {0: [0], 1: [0, 5, 10], 2: [10]} and cursor == "0:1,1:3,2:3"
+    whole, cursor = merge_disks(kept, {**new, "cursor": "0:9"})  # no `since`: whole curves replace the kept
+    assert [len(d["chart_data"]) for d in whole["disks"]] == [0, 1, 1] and cursor == "0:9"
+    rolled, cursor = merge_disks(kept, {"data_source": "rolled_up", "disks": []})
+    assert rolled["disks"] == [] and cursor is None
+    long = {1: [{"t": i, "s": 1, "p": 0.0} for i in range(LIVE_DISK_KEPT_POINTS)]}
+    _, cursor = merge_disks(long, {**new, "since": "1:1", "cursor": "1:2"})
+    assert cursor is None  # a curve grown past the bound: read whole (in buckets) next time
+
+
+def test_only_disk_lines_with_new_points_are_patched():
+    from dashboards.app.shaping import disk_patch
+
+    before = disk_columns([{"disk_index": 0, "chart_data": [{"t": 0, "s": 0}]}, {"disk_index": 1, "chart_data": []}])
+    grown = disk_columns(
+        [{"disk_index": 0, "chart_data": [{"t": 0, "s": 0}]}, {"disk_index": 1, "chart_data": [{"t": 3, "s": 2**20}]}]
+    )
+    assert disk_patch(before, grown) == {"xs": [(1, [3])], "ys": [(1, [1.0])]}
+    assert disk_patch(grown, grown) == {}
+    third = disk_columns([*({"disk_index": i, "chart_data": []} for i in range(3))])
+    assert disk_patch(before, third) is None  # another disk: the lines are replaced

@@ -15,9 +15,11 @@ from dashboards.app.client import ApiError, DashboardApi
 from dashboards.app.estate_shaping import cumulative_columns, size_bar_columns
 from dashboards.app.shaping import (
     disk_columns,
+    disk_patch,
     eta_text,
     format_duration,
     job_options,
+    merge_disks,
     merge_live,
     performance_figures,
     phase_bands,
@@ -65,6 +67,9 @@ class PerformanceView:
         self.cursor: str | None = None
         """The last live answer's cursor: a refresh asks only for the points after it."""
         self.kept: list[dict] = []
+        self.disk_cursor: str | None = None
+        """The last live disk answer's cursor: a refresh asks only for each disk's points after it."""
+        self.kept_disks: dict[int, list[dict]] = {}
         self.refreshes = 0
         self.speed = ColumnDataSource(speed_columns([]), name="speed-source")
         self.bands = ColumnDataSource(phase_bands([]), name="phase-bands")
@@ -208,7 +213,7 @@ class PerformanceView:
             history, self.cursor = merge_live(None, history)
             self.kept = history.get("chart_data") or []
             self._render(history, replace=True)
-            self._render_disks(disks)
+            self._render_disks(disks, replace=True)
 
     async def refresh(self) -> None:
         """Periodic: re-read a live job; stream new points, or switch to the rolled-up data once it exists."""
@@ -221,7 +226,7 @@ class PerformanceView:
             self.refreshes += 1
             # A job's disks usually report from its start: look again now and then for late ones.
             look = self.disk_chart.visible or self.refreshes % DISK_LOOK_EVERY == 0
-            disks = await self.api.disk_history(job_id) if look else None
+            disks = await self.api.disk_history(job_id, self.disk_cursor) if look else None
         except ApiError as exc:
             self.state.text = message_html(f"{exc} Retrying in {REFRESH_MS // 1000} s.", "error")
             return
@@ -230,11 +235,20 @@ class PerformanceView:
             self.kept = history.get("chart_data") or []
             self._render(history, replace=False)
             if disks is not None:
-                self._render_disks(disks)
+                self._render_disks(disks, replace=False)
 
-    def _render_disks(self, answer: dict) -> None:
+    def _render_disks(self, answer: dict, *, replace: bool) -> None:
+        """Draw a disk answer: whole on selection; on a refresh only the disks with new points are sent
+        to the browser (a patch of their lines), unless the disks themselves changed."""
+        answer, self.disk_cursor = merge_disks(None if replace else self.kept_disks, answer)
         curves = answer.get("disks") or []
-        self.disks.data = disk_columns(curves, Category10_10)
+        self.kept_disks = {d["disk_index"]: d.get("chart_data") or [] for d in curves}
+        new = disk_columns(curves, Category10_10)
+        patch = None if replace else disk_patch(dict(self.disks.data), new)
+        if patch is None:
+            self.disks.data = new
+        elif patch:
+            self.disks.patch(patch)
         self.disk_chart.visible = len(curves) >= 2
 
     def _clear(self, state_html: str) -> None:
@@ -242,6 +256,7 @@ class PerformanceView:
         self.speed.data = speed_columns([])
         self.bands.data = phase_bands([])
         self.disks.data = disk_columns([])
+        self.disk_cursor, self.kept_disks = None, {}
         self.disk_chart.visible = False
         self.figures.text = ""
         self.state.text = state_html
