@@ -39,13 +39,16 @@ import httpx
 from pipeline.read.history import LIVE_CHART_POINTS
 
 
-def write_points(job_id: str, vm_name: str, points: int, interval_s: int, end: datetime) -> tuple[int, int]:
-    """Write the job's points ending at `end`; returns (first_ms, last_ms)."""
+def write_points(
+    job_id: str, vm_name: str, points: int, interval_s: int, end: datetime, disk_index: int | None = None
+) -> tuple[int, int]:
+    """Write the job's points (one disk's with `disk_index`) ending at `end`; returns (first_ms, last_ms)."""
     from pipeline.tsdb.encoding import TELEMETRY, series_key, telemetry_line
 
-    key = series_key(
-        TELEMETRY, {"job_id": job_id, "job_type": "backup", "vm_name": vm_name, "repository_id": "bench-repo"}
-    )
+    tags = {"job_id": job_id, "job_type": "backup", "vm_name": vm_name, "repository_id": "bench-repo"}
+    if disk_index is not None:
+        tags["disk_index"] = str(disk_index)
+    key = series_key(TELEMETRY, tags)
     end_ns = int(end.replace(tzinfo=UTC).timestamp()) * 10**9
     start_ns = end_ns - (points - 1) * interval_s * 10**9
     client = httpx.Client(timeout=300.0)

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import Engine, select
@@ -55,7 +57,7 @@ class TelemetryHistory:
         # Live jobs' charts, extended with new points and shared by the readers of one refresh.
         self.live = LiveCharts(influx, self.source)
         self.live_disks = LiveDiskCharts(influx, self.source)
-        self._rows_in_flight: dict[str, asyncio.Future] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Future] = {}
 
     def _job(self, job_id: str):
         with self.engine.connect() as conn:
@@ -77,20 +79,24 @@ class TelemetryHistory:
                 ).where(backup_jobs.c.id == job_id)
             ).first()
 
-    async def _row(self, job_id: str):
-        """The job's row; readers asking while a read of it is in flight share that read (viewers of
-        one live job refresh together: one MySQL read for all of them, as for InfluxDB)."""
-        pending = self._rows_in_flight.get(job_id)
+    async def _shared(self, key: tuple[str, str], read: Callable[[], Any]) -> Any:
+        """`read()` in a worker thread; readers asking while the read of the same key is in flight share
+        it (viewers of one live job refresh together: one MySQL read for all of them, as for InfluxDB)."""
+        pending = self._in_flight.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(to_thread.run_sync(self._job, job_id))
-            self._rows_in_flight[job_id] = pending
-            pending.add_done_callback(partial(self._row_read, job_id))
+            pending = asyncio.ensure_future(to_thread.run_sync(read))
+            self._in_flight[key] = pending
+            pending.add_done_callback(partial(self._read_done, key))
         # Shielded: one reader going away must not cancel the read the others wait for.
         return await asyncio.shield(pending)
 
-    def _row_read(self, job_id: str, done: asyncio.Future) -> None:
-        if self._rows_in_flight.get(job_id) is done:
-            del self._rows_in_flight[job_id]
+    def _read_done(self, key: tuple[str, str], done: asyncio.Future) -> None:
+        if self._in_flight.get(key) is done:
+            del self._in_flight[key]
+
+    async def _row(self, job_id: str):
+        """The job's row, read once for the readers of one refresh."""
+        return await self._shared(("job", job_id), partial(self._job, job_id))
 
     async def get(self, job_id: str, since: int | None = None) -> dict | None:
         """The history response for one job, or None if the job does not exist.
@@ -170,7 +176,8 @@ class TelemetryHistory:
         Live curves are kept and extended (`live_disks.py`) and carry a `cursor`; with `since` (a
         previous answer's cursor, parsed) each disk holds only its points after the cursor's for it,
         and the answer echoes `since`."""
-        job = await self._row(job_id)
+        # The job's row and its disks' rows: one thread hop, one MySQL connection, for all the readers.
+        job, seen = await self._shared(("disks", job_id), partial(self._job_and_disks, job_id))
         if job is None:
             return None
         if job.performance_metrics is not None:
@@ -181,7 +188,6 @@ class TelemetryHistory:
             return {"job_id": job_id, "status": job.status, "data_source": source, "disks": disks}
         if job.started_at is None:
             return {"job_id": job_id, "status": job.status, "data_source": "none", "disks": []}
-        seen = await to_thread.run_sync(self._disk_rows, job_id)
         charts = await self.live_disks.get(job_id, epoch_ns(job.started_at), seen)
         if charts is None:
             return {"job_id": job_id, "status": job.status, "data_source": "none", "disks": []}
@@ -204,8 +210,12 @@ class TelemetryHistory:
                 .order_by(job_disk_charts.c.disk_index)
             ).all()
 
-    def _disk_rows(self, job_id: str) -> dict[int, int]:
-        """Each disk with telemetry: its row's `last_telemetry_at` (epoch µs), the lowest indexes first."""
+    def _job_and_disks(self, job_id: str) -> tuple[Any, dict[int, int]]:
+        """The job's row, and for a live job each disk with telemetry: its row's `last_telemetry_at`
+        (epoch µs), the lowest indexes first."""
+        job = self._job(job_id)
+        if job is None or job.performance_metrics is not None or job.started_at is None:
+            return job, {}
         d = backup_disks.c
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -214,7 +224,7 @@ class TelemetryHistory:
                 .order_by(d.disk_index)
                 .limit(MAX_LIVE_DISKS)
             ).all()
-        return {r.disk_index: epoch_ns(r.last_telemetry_at) // 1000 for r in rows}
+        return job, {r.disk_index: epoch_ns(r.last_telemetry_at) // 1000 for r in rows}
 
     async def eta(self, job_id: str) -> dict:
         """`eta_seconds`, `eta_at` and `eta_reason` of a running job (for GET /backups/{id})."""
