@@ -58,6 +58,9 @@ class TelemetryHistory:
         self.live = LiveCharts(influx, self.source)
         self.live_disks = LiveDiskCharts(influx, self.source)
         self._in_flight: dict[tuple[str, str], asyncio.Future] = {}
+        # Each live job's last ETA estimate, by what it was computed from: the viewers of one refresh
+        # compute it once (over a chart of up to thousands of points), not once each.
+        self._estimates: OrderedDict[str, tuple[tuple, Any]] = OrderedDict()
 
     def _job(self, job_id: str):
         with self.engine.connect() as conn:
@@ -112,6 +115,7 @@ class TelemetryHistory:
             return None
         if job.status != "running":
             self.live.forget(job_id)
+            self._estimates.pop(job_id, None)
         if job.performance_metrics is not None:
             answer = {
                 "job_id": job_id,
@@ -155,7 +159,7 @@ class TelemetryHistory:
                     "chart_source": source,
                 }
                 if job.status == "running":
-                    answer.update(await self._eta(job, chart, origin))
+                    answer.update(await self._eta(job, chart, origin, live))
                     # The stage loads of the last update, and the busiest stage now.
                     answer["current_state"]["stage_load"] = loads
                     answer["bottleneck"] = bottleneck(loads)
@@ -231,19 +235,34 @@ class TelemetryHistory:
         job = await to_thread.run_sync(self._job, job_id)
         if job is None or job.status != "running":
             return {"eta_seconds": None, "eta_at": None, "eta_reason": "the job is not running"}
-        _, chart, _, origin, _ = await self._chart(job)
-        return await self._eta(job, chart, origin)
+        live, chart, _, origin, _ = await self._chart(job)
+        return await self._eta(job, chart, origin, live)
 
-    async def _eta(self, job, chart: list[dict], origin: float | None) -> dict:
+    async def _eta(self, job, chart: list[dict], origin: float | None, live: LiveChart | None = None) -> dict:
         baseline = self.baselines.cached(job.vm_name, job.backup_type)
         if baseline is None:
             baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
-        estimate = estimate_eta(
-            [(p["t"], p["p"]) for p in chart],
-            history_speed_bps=baseline.avg_speed_bps,
-            total_bytes=job.total_bytes,
-            history_tail_share=baseline.tail_share,
-        )
+        # A kept chart is told apart by its whole read and its last point (it only grows in between);
+        # a chart from the mirror is computed each time.
+        basis = None
+        if live is not None:
+            basis = (live.whole_ns, live.last_ns, len(chart), job.total_bytes)
+            basis += (baseline.avg_speed_bps, baseline.tail_share)
+        held = self._estimates.get(job.id) if basis is not None else None
+        if held is not None and held[0] == basis:
+            estimate = held[1]
+        else:
+            estimate = estimate_eta(
+                [(p["t"], p["p"]) for p in chart],
+                history_speed_bps=baseline.avg_speed_bps,
+                total_bytes=job.total_bytes,
+                history_tail_share=baseline.tail_share,
+            )
+            if basis is not None:
+                self._estimates[job.id] = (basis, estimate)
+                self._estimates.move_to_end(job.id)
+                while len(self._estimates) > self.cache_size:
+                    self._estimates.popitem(last=False)
         if estimate.eta_seconds is None or origin is None:
             return {"eta_seconds": None, "eta_at": None, "eta_reason": estimate.reason or "no telemetry yet"}
         # The estimate runs from the last update, on the agent's clock; the answer runs from now, on the

@@ -104,6 +104,14 @@ def test_readers_of_one_refresh_share_one_read_and_only_new_points_are_read(agen
             # Nothing new: no read at all.
             await history.get(job_id, int(answers[0]["cursor"]))
             assert history.live.reads["tail"] == 1 and history.live.reads["full"] == 1
+            # The ETA was estimated once for the eight, and is what an estimate over the same chart gives now.
+            assert list(history._estimates) == [job_id]
+            history._estimates.clear()
+            fresh = await history.get(job_id)
+            assert len(fresh["chart_data"]) == len(first["chart_data"]) + 2
+            assert {a["eta_reason"] for a in answers} == {fresh["eta_reason"]}
+            if fresh["eta_seconds"] is not None:
+                assert all(abs(a["eta_seconds"] - fresh["eta_seconds"]) < 1.0 for a in answers)
         finally:
             await client.aclose()
 
