@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,9 @@ import _common as c
 import httpx
 from history import write_points
 
-from pipeline.read.live import LIVE_CHART_POINTS
+from pipeline.read.live import AHEAD_NS, LIVE_CHART_POINTS
+from pipeline.read.live_disks import LIVE_DISK_POINTS
+from pipeline.tsdb import queries
 
 
 async def viewers_refresh(api_url: str, job_id: str, viewers: int, rounds: int, disks: int = 0) -> list[float]:
@@ -87,10 +90,8 @@ async def viewers_refresh(api_url: str, job_id: str, viewers: int, rounds: int, 
     return latencies
 
 
-def whole_reads(job_id: str, start_ns: int, rounds: int) -> list[float]:
-    """The previous refresh: the whole chart from InfluxDB (bounds, then points or buckets)."""
-    import math
-
+def timed_reads(rounds: int, read) -> list[float]:
+    """`read(influx, src, end_ns)` `rounds` times against InfluxDB, straight (5 uncounted first); seconds each."""
     from pipeline.settings import load_settings
     from pipeline.tsdb import queries
     from pipeline.tsdb.influx import SyncInflux
@@ -101,7 +102,16 @@ def whole_reads(job_id: str, start_ns: int, rounds: int) -> list[float]:
     out = []
     for _ in range(rounds + 5):
         t = time.perf_counter()
-        end_ns = time.time_ns() + 300 * 10**9
+        read(influx, src, time.time_ns() + AHEAD_NS)
+        out.append(time.perf_counter() - t)
+    influx.close()
+    return out[5:]
+
+
+def whole_reads(job_id: str, start_ns: int, rounds: int) -> list[float]:
+    """The previous refresh: the whole chart from InfluxDB (bounds, then points or buckets)."""
+
+    def read(influx, src: str, end_ns: int) -> None:
         stats = influx.query(*queries.chart_bounds(src, job_id, start_ns, end_ns), epoch="ms")
         count = stats[0]["series"][0]["values"][0][1]
         first_ms, last_ms = stats[1]["series"][0]["values"][0][0], stats[2]["series"][0]["values"][0][0]
@@ -110,32 +120,18 @@ def whole_reads(job_id: str, start_ns: int, rounds: int) -> list[float]:
         else:
             bucket_s = max(1, math.ceil((last_ms - first_ms) / 1000 / (LIVE_CHART_POINTS - 1)))
             influx.query(*queries.chart_buckets(src, job_id, start_ns, end_ns, first_ms, last_ms, bucket_s), epoch="ms")
-        out.append(time.perf_counter() - t)
-    influx.close()
-    return out[5:]
+
+    return timed_reads(rounds, read)
 
 
 def whole_disk_reads(job_id: str, start_ns: int, rounds: int) -> list[float]:
     """The previous per-disk refresh: every disk's curve from InfluxDB, bucketed by the job's age."""
-    import math
 
-    from pipeline.read.live_disks import LIVE_DISK_POINTS
-    from pipeline.settings import load_settings
-    from pipeline.tsdb import queries
-    from pipeline.tsdb.influx import SyncInflux
-
-    settings = load_settings()
-    influx = SyncInflux(settings.influx)
-    src = queries.source(settings.influx.database, settings.influx.raw_rp)
-    out = []
-    for _ in range(rounds + 5):
-        t = time.perf_counter()
-        end_ns = time.time_ns() + 300 * 10**9
+    def read(influx, src: str, end_ns: int) -> None:
         bucket = max(1, math.ceil((end_ns - start_ns) / 1e9 / LIVE_DISK_POINTS))
         influx.query(*queries.disk_curves(src, job_id, start_ns, end_ns, bucket), epoch="ms")
-        out.append(time.perf_counter() - t)
-    influx.close()
-    return out[5:]
+
+    return timed_reads(rounds, read)
 
 
 def disk_job(api_url: str, engine, job_id: str, size: int, disks: int) -> int:

@@ -22,7 +22,7 @@ from pipeline.insight.eta import estimate_eta
 from pipeline.jobs.vocabulary import TERMINAL_STATUSES
 from pipeline.read.finished import FinishedSummaries
 from pipeline.read.live import LIVE_CHART_POINTS, LiveChart, LiveCharts
-from pipeline.read.live_disks import MAX_LIVE_DISKS, LiveDiskCharts
+from pipeline.read.live_disks import MAX_LIVE_DISKS, LiveDiskCharts, format_cursor
 from pipeline.tsdb import queries
 from pipeline.tsdb.influx import AsyncInflux, InfluxError
 
@@ -58,29 +58,28 @@ class TelemetryHistory:
         self.live = LiveCharts(influx, self.source)
         self.live_disks = LiveDiskCharts(influx, self.source)
         self._in_flight: dict[tuple[str, str], asyncio.Future] = {}
-        # Each live job's last ETA estimate, by what it was computed from: the viewers of one refresh
-        # compute it once (over a chart of up to thousands of points), not once each.
-        self._estimates: OrderedDict[str, tuple[tuple, Any]] = OrderedDict()
 
-    def _job(self, job_id: str):
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(
-                    backup_jobs.c.id,
-                    backup_jobs.c.status,
-                    backup_jobs.c.performance_metrics,
-                    backup_jobs.c.bytes_transferred,
-                    backup_jobs.c.total_bytes,
-                    backup_jobs.c.transfer_speed_bps,
-                    backup_jobs.c.progress_percent,
-                    backup_jobs.c.current_phase,
-                    backup_jobs.c.last_telemetry_at,
-                    backup_jobs.c.last_seen_at,
-                    backup_jobs.c.started_at,
-                    backup_jobs.c.vm_name,
-                    backup_jobs.c.backup_type,
-                ).where(backup_jobs.c.id == job_id)
-            ).first()
+    def _job(self, job_id: str, conn=None):
+        if conn is None:
+            with self.engine.connect() as conn:
+                return self._job(job_id, conn)
+        return conn.execute(
+            select(
+                backup_jobs.c.id,
+                backup_jobs.c.status,
+                backup_jobs.c.performance_metrics,
+                backup_jobs.c.bytes_transferred,
+                backup_jobs.c.total_bytes,
+                backup_jobs.c.transfer_speed_bps,
+                backup_jobs.c.progress_percent,
+                backup_jobs.c.current_phase,
+                backup_jobs.c.last_telemetry_at,
+                backup_jobs.c.last_seen_at,
+                backup_jobs.c.started_at,
+                backup_jobs.c.vm_name,
+                backup_jobs.c.backup_type,
+            ).where(backup_jobs.c.id == job_id)
+        ).first()
 
     async def _shared(self, key: tuple[str, str], read: Callable[[], Any]) -> Any:
         """`read()` in a worker thread; readers asking while the read of the same key is in flight share
@@ -115,7 +114,6 @@ class TelemetryHistory:
             return None
         if job.status != "running":
             self.live.forget(job_id)
-            self._estimates.pop(job_id, None)
         if job.performance_metrics is not None:
             answer = {
                 "job_id": job_id,
@@ -203,7 +201,7 @@ class TelemetryHistory:
             "cursor": charts.cursor,
         }
         if since is not None and charts.follows(since):
-            answer["since"] = ",".join(f"{disk}:{ns}" for disk, ns in since.items())
+            answer["since"] = format_cursor(since)
         return answer
 
     def _disk_charts(self, job_id: str):
@@ -217,11 +215,11 @@ class TelemetryHistory:
     def _job_and_disks(self, job_id: str) -> tuple[Any, dict[int, int]]:
         """The job's row, and for a live job each disk with telemetry: its row's `last_telemetry_at`
         (epoch µs), the lowest indexes first."""
-        job = self._job(job_id)
-        if job is None or job.performance_metrics is not None or job.started_at is None:
-            return job, {}
         d = backup_disks.c
         with self.engine.connect() as conn:
+            job = self._job(job_id, conn)
+            if job is None or job.performance_metrics is not None or job.started_at is None:
+                return job, {}
             rows = conn.execute(
                 select(d.disk_index, d.last_telemetry_at)
                 .where(d.job_id == job_id, d.last_telemetry_at.is_not(None))
@@ -242,15 +240,10 @@ class TelemetryHistory:
         baseline = self.baselines.cached(job.vm_name, job.backup_type)
         if baseline is None:
             baseline = await to_thread.run_sync(self.baselines.get, job.vm_name, job.backup_type)
-        # A kept chart is told apart by its whole read and its last point (it only grows in between);
-        # a chart from the mirror is computed each time.
-        basis = None
-        if live is not None:
-            basis = (live.whole_ns, live.last_ns, len(chart), job.total_bytes)
-            basis += (baseline.avg_speed_bps, baseline.tail_share)
-        held = self._estimates.get(job.id) if basis is not None else None
-        if held is not None and held[0] == basis:
-            estimate = held[1]
+        # Kept with a kept chart (see LiveChart.estimate); a chart from the mirror is estimated each time.
+        basis = (len(chart), job.total_bytes, baseline.avg_speed_bps, baseline.tail_share)
+        if live is not None and live.estimate is not None and live.estimate[0] == basis:
+            estimate = live.estimate[1]
         else:
             estimate = estimate_eta(
                 [(p["t"], p["p"]) for p in chart],
@@ -258,11 +251,8 @@ class TelemetryHistory:
                 total_bytes=job.total_bytes,
                 history_tail_share=baseline.tail_share,
             )
-            if basis is not None:
-                self._estimates[job.id] = (basis, estimate)
-                self._estimates.move_to_end(job.id)
-                while len(self._estimates) > self.cache_size:
-                    self._estimates.popitem(last=False)
+            if live is not None:
+                live.estimate = (basis, estimate)
         if estimate.eta_seconds is None or origin is None:
             return {"eta_seconds": None, "eta_at": None, "eta_reason": estimate.reason or "no telemetry yet"}
         # The estimate runs from the last update, on the agent's clock; the answer runs from now, on the

@@ -21,20 +21,23 @@ import math
 import time
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from pipeline.tsdb import queries
 from pipeline.tsdb.encoding import STAGES
 from pipeline.tsdb.influx import AsyncInflux
 
-__all__ = ["LIVE_CHART_MAX", "LIVE_CHART_POINTS", "LiveChart", "LiveCharts"]
+__all__ = ["AHEAD_NS", "LIVE_CHART_MAX", "LIVE_CHART_POINTS", "HeldPerJob", "LiveChart", "LiveCharts"]
 
 LIVE_CHART_POINTS = 600
 """A full read draws the chart from at most this many points; longer jobs are aggregated by InfluxDB."""
 LIVE_CHART_MAX = 2 * LIVE_CHART_POINTS
 """Points appended after a full read may take the chart up to this many, then it is read whole again."""
-# Agent timestamps may be up to 300 s ahead of this server's clock (see the ingest path).
-_AHEAD_NS = 300 * 10**9
+AHEAD_NS = 300 * 10**9
+"""Agent timestamps may be up to 300 s ahead of this server's clock (see the ingest path): live reads
+look that far past now."""
 _MS = 10**6
 
 
@@ -56,6 +59,9 @@ class LiveChart:
     whole_ns: int = 0
     """The last point of the read that drew this chart whole: a cursor before it was given for other
     points (an earlier chart's, or another process's), so its reader gets the whole chart."""
+    estimate: tuple | None = None
+    """The ETA last estimated from this chart, as (what it was computed from, the estimate): the readers
+    of one refresh estimate it once (the chart only grows, so its last point and length tell it apart)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -79,65 +85,91 @@ class LiveChart:
         }
 
 
-class LiveCharts:
-    """Each live job's chart in this process, read whole once and then extended (see the module)."""
+Held = TypeVar("Held")
+
+
+class HeldPerJob(Generic[Held]):
+    """What this process holds of each live job for its readers (a chart, a job's disk curves), read
+    whole once and then extended while the job's rows say there is more; readers of one refresh
+    share the read in flight. The holder (`Held`) has a `lock` for its extensions."""
 
     def __init__(self, influx: AsyncInflux, source: str, *, max_jobs: int = 2000) -> None:
         self.influx = influx
         self.source = source
         self.max_jobs = max_jobs
-        self._charts: OrderedDict[str, LiveChart] = OrderedDict()
+        self._held: OrderedDict[str, Held] = OrderedDict()
         self._first_reads: dict[str, asyncio.Lock] = {}
         self.reads = {"full": 0, "tail": 0, "shared": 0}
-        """How often a chart was read whole, extended, or answered as held (nothing new)."""
+        """How often it was read whole, extended, or answered as held (nothing new)."""
 
     def forget(self, job_id: str) -> None:
-        """Drop a job's chart (it finished: its answer is its summary from now on)."""
-        self._charts.pop(job_id, None)
+        """Drop what is held of a job (it finished: its answer is its summary from now on)."""
+        self._held.pop(job_id, None)
+
+    async def _get(
+        self,
+        job_id: str,
+        *,
+        read_whole: Callable[[], Awaitable[Held | None]],
+        fresh: Callable[[Held], bool],
+        extend: Callable[[Held], Awaitable[bool]],
+        usable: Callable[[Held], bool] = lambda held: True,
+    ) -> Held | None:
+        """The job's holder, up to date: read whole when none is held (or the held one is not `usable`),
+        answered as held when `fresh`, else extended (`extend` False: read whole again)."""
+        held = self._held.get(job_id)
+        if held is None or not usable(held):
+            lock = self._first_reads.setdefault(job_id, asyncio.Lock())
+            async with lock:
+                held = self._held.get(job_id)
+                if held is None or not usable(held):
+                    try:
+                        held = await read_whole()
+                    finally:
+                        self._first_reads.pop(job_id, None)
+                    self._keep(job_id, held)
+                    return held
+        self._held.move_to_end(job_id)
+        if fresh(held):
+            self.reads["shared"] += 1
+            return held
+        async with held.lock:
+            if fresh(held):  # another reader extended it meanwhile
+                self.reads["shared"] += 1
+                return held
+            if await extend(held):
+                return held
+            whole = await read_whole()
+            self._keep(job_id, whole)
+            return whole
+
+    def _keep(self, job_id: str, held: Held | None) -> None:
+        if held is None:
+            self.forget(job_id)
+            return
+        self._held[job_id] = held
+        self._held.move_to_end(job_id)
+        while len(self._held) > self.max_jobs:
+            self._held.popitem(last=False)
+
+
+class LiveCharts(HeldPerJob[LiveChart]):
+    """Each live job's chart in this process, read whole once and then extended (see the module)."""
 
     async def get(self, job_id: str, start_ns: int, newest_us: int | None) -> LiveChart | None:
         """The job's chart with every point up to `newest_us` (the row's `last_telemetry_at`, epoch µs);
         None while it has no points. InfluxDB's errors propagate (the caller falls back to the mirror)."""
-        chart = self._charts.get(job_id)
-        if chart is None:
-            lock = self._first_reads.setdefault(job_id, asyncio.Lock())
-            async with lock:
-                chart = self._charts.get(job_id)
-                if chart is None:
-                    try:
-                        chart = await self._read_whole(job_id, start_ns, newest_us)
-                    finally:
-                        self._first_reads.pop(job_id, None)
-                    if chart is not None:
-                        self._keep(job_id, chart)
-                    return chart
-        self._charts.move_to_end(job_id)
-        if newest_us is None or newest_us <= chart.seen_us:
-            self.reads["shared"] += 1
-            return chart
-        async with chart.lock:
-            if newest_us <= chart.seen_us:  # another reader extended it meanwhile
-                self.reads["shared"] += 1
-                return chart
-            if await self._extend(job_id, start_ns, chart, newest_us):
-                return chart
-            whole = await self._read_whole(job_id, start_ns, newest_us)
-            if whole is None:
-                self.forget(job_id)
-                return None
-            self._keep(job_id, whole)
-            return whole
-
-    def _keep(self, job_id: str, chart: LiveChart) -> None:
-        self._charts[job_id] = chart
-        self._charts.move_to_end(job_id)
-        while len(self._charts) > self.max_jobs:
-            self._charts.popitem(last=False)
+        return await self._get(
+            job_id,
+            read_whole=lambda: self._read_whole(job_id, start_ns, newest_us),
+            fresh=lambda chart: newest_us is None or newest_us <= chart.seen_us,
+            extend=lambda chart: self._extend(job_id, start_ns, chart, newest_us),
+        )
 
     async def _read_whole(self, job_id: str, start_ns: int, newest_us: int | None) -> LiveChart | None:
         """The chart from every point (short jobs) or from InfluxDB's buckets (long ones)."""
         self.reads["full"] += 1
-        end_ns = time.time_ns() + _AHEAD_NS
+        end_ns = time.time_ns() + AHEAD_NS
         stats = await self.influx.query(*queries.chart_bounds(self.source, job_id, start_ns, end_ns), epoch="ns")
         values = [r.get("series", [{}])[0].get("values", [[None, 0]])[0] for r in stats]
         count = values[0][1] or 0
@@ -167,7 +199,7 @@ class LiveCharts:
         """Append the points after the chart's last; False when they would take it over `LIVE_CHART_MAX`
         (the caller reads it whole again)."""
         self.reads["tail"] += 1
-        end_ns = time.time_ns() + _AHEAD_NS
+        end_ns = time.time_ns() + AHEAD_NS
         room = LIVE_CHART_MAX - len(chart.points)
         query = queries.chart_after(self.source, job_id, start_ns, end_ns, chart.last_ns, room + 1)
         result = await self.influx.query(*query, epoch="ns")

@@ -21,9 +21,9 @@ import math
 import re
 import time
 from bisect import bisect_right
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from pipeline.read.live import AHEAD_NS, HeldPerJob
 from pipeline.tsdb import queries
 from pipeline.tsdb.influx import AsyncInflux
 
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_LIVE_DISKS",
     "DiskCharts",
     "LiveDiskCharts",
+    "format_cursor",
     "parse_cursor",
 ]
 
@@ -45,8 +46,6 @@ MAX_LIVE_DISKS = 32
 """The disks drawn (the lowest indexes with telemetry)."""
 CURSOR_PATTERN = r"^[0-9]{1,3}:[0-9]{1,19}(,[0-9]{1,3}:[0-9]{1,19}){0,31}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
-# Agent timestamps may be up to 300 s ahead of this server's clock (see the ingest path).
-_AHEAD_NS = 300 * 10**9
 _MS = 10**6
 
 
@@ -61,6 +60,11 @@ def parse_cursor(text: str) -> dict[int, int]:
         index, time_ns = int(disk), int(ns)
         since[index] = min(time_ns, since.get(index, time_ns))
     return since
+
+
+def format_cursor(since: dict[int, int]) -> str:
+    """The text of a disk cursor (what `parse_cursor` reads), disks in order."""
+    return ",".join(f"{disk}:{ns}" for disk, ns in sorted(since.items()))
 
 
 @dataclass(slots=True)
@@ -89,7 +93,7 @@ class DiskCharts:
     @property
     def cursor(self) -> str:
         """What a client passes as `since` to get only the points after these curves' last."""
-        return ",".join(f"{disk}:{curve.last_ns}" for disk, curve in sorted(self.curves.items()))
+        return format_cursor({disk: curve.last_ns for disk, curve in self.curves.items()})
 
     def follows(self, since: dict[int, int]) -> bool:
         """Whether a cursor was given for these curves: none of its disks is before their whole read (an
@@ -117,54 +121,26 @@ class DiskCharts:
         }
 
 
-class LiveDiskCharts:
+class LiveDiskCharts(HeldPerJob[DiskCharts]):
     """Each live job's disk curves in this process, read whole once and then extended (see the module)."""
 
     def __init__(self, influx: AsyncInflux, source: str, *, max_jobs: int = 2000) -> None:
-        self.influx = influx
-        self.source = source
-        self.max_jobs = max_jobs
-        self._charts: OrderedDict[str, DiskCharts] = OrderedDict()
-        self._first_reads: dict[str, asyncio.Lock] = {}
-        self.reads = {"full": 0, "tail": 0, "shared": 0, "disks": 0}
-        """How often curves were read whole, extended, or answered as held (nothing new), and how many
-        disks the extensions read."""
-
-    def forget(self, job_id: str) -> None:
-        """Drop a job's curves (its summary holds them from now on)."""
-        self._charts.pop(job_id, None)
+        super().__init__(influx, source, max_jobs=max_jobs)
+        self.reads["disks"] = 0
+        """How many disks the extensions read."""
 
     async def get(self, job_id: str, start_ns: int, rows: dict[int, int]) -> DiskCharts | None:
         """The job's disk curves with every point up to each disk's row (`rows`: disk index → its
         `last_telemetry_at` in epoch µs, only disks with telemetry); None while no disk has points.
         InfluxDB's errors propagate."""
         rows = dict(sorted(rows.items())[:MAX_LIVE_DISKS])
-        charts = self._charts.get(job_id)
-        if charts is None or charts.start_ns != start_ns:
-            lock = self._first_reads.setdefault(job_id, asyncio.Lock())
-            async with lock:
-                charts = self._charts.get(job_id)
-                if charts is None or charts.start_ns != start_ns:
-                    try:
-                        charts = await self._read_whole(job_id, start_ns, rows)
-                    finally:
-                        self._first_reads.pop(job_id, None)
-                    self._keep(job_id, charts)
-                    return charts
-        self._charts.move_to_end(job_id)
-        if not self._stale(charts, rows):
-            self.reads["shared"] += 1
-            return charts
-        async with charts.lock:
-            stale = self._stale(charts, rows)
-            if not stale:  # another reader extended them meanwhile
-                self.reads["shared"] += 1
-                return charts
-            if await self._extend(job_id, charts, stale):
-                return charts
-            whole = await self._read_whole(job_id, start_ns, rows)
-            self._keep(job_id, whole)
-            return whole
+        return await self._get(
+            job_id,
+            read_whole=lambda: self._read_whole(job_id, start_ns, rows),
+            fresh=lambda charts: not self._stale(charts, rows),
+            extend=lambda charts: self._extend(job_id, charts, self._stale(charts, rows)),
+            usable=lambda charts: charts.start_ns == start_ns,
+        )
 
     @staticmethod
     def _stale(charts: DiskCharts, rows: dict[int, int]) -> dict[int, int]:
@@ -176,19 +152,10 @@ class LiveDiskCharts:
                 stale[disk] = seen_us
         return stale
 
-    def _keep(self, job_id: str, charts: DiskCharts | None) -> None:
-        if charts is None:
-            self.forget(job_id)
-            return
-        self._charts[job_id] = charts
-        self._charts.move_to_end(job_id)
-        while len(self._charts) > self.max_jobs:
-            self._charts.popitem(last=False)
-
     async def _read_whole(self, job_id: str, start_ns: int, rows: dict[int, int]) -> DiskCharts | None:
         """Each disk's curve in buckets of the job's age over `LIVE_DISK_POINTS`, and its last point."""
         self.reads["full"] += 1
-        end_ns = time.time_ns() + _AHEAD_NS
+        end_ns = time.time_ns() + AHEAD_NS
         bucket = max(1, math.ceil((end_ns - start_ns) / 1e9 / LIVE_DISK_POINTS))
         query = queries.disk_curves_live(self.source, job_id, start_ns, end_ns, bucket)
         result = await self.influx.query(*query, epoch="ns")
@@ -216,7 +183,7 @@ class LiveDiskCharts:
         a disk would pass `LIVE_DISK_MAX` (the caller reads them whole again)."""
         self.reads["tail"] += 1
         self.reads["disks"] += len(stale)
-        end_ns = time.time_ns() + _AHEAD_NS
+        end_ns = time.time_ns() + AHEAD_NS
         disks = sorted(stale)
         after = [charts.curves[d].last_ns if d in charts.curves else charts.start_ns - 1 for d in disks]
         room = [LIVE_DISK_MAX - len(charts.curves[d].points) if d in charts.curves else LIVE_DISK_MAX for d in disks]

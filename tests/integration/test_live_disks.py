@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pipeline.read.history import TelemetryHistory
 from pipeline.read.live_disks import LIVE_DISK_MAX, parse_cursor
 from pipeline.tsdb.influx import AsyncInflux
-from tests.support.probes import update_body
+from tests.support.probes import send_batch, update_body
 
 START = datetime.now(UTC) - timedelta(hours=1)
 
@@ -118,7 +118,7 @@ def test_only_disks_with_new_points_are_read_and_readers_share_the_read(agent, s
             assert history.live_disks.reads["tail"] == 1 and history.live_disks.reads["full"] == 1
 
             # A disk growing past its bound: the curves are read whole again, in buckets.
-            _send_many(agent, job_id, 3, LIVE_DISK_MAX + 10)
+            send_batch(agent, job_id, range(100, 110 + LIVE_DISK_MAX), START, every_s=1, total=5000, disk_index=3)
             grown = await history.disks(job_id, parse_cursor(answers[0]["cursor"]))
             assert history.live_disks.reads["full"] == 2
             assert all(len(d["chart_data"]) <= LIVE_DISK_MAX for d in grown["disks"])
@@ -130,16 +130,3 @@ def test_only_disks_with_new_points_are_read_and_readers_share_the_read(agent, s
             await client.aclose()
 
     asyncio.run(scenario())
-
-
-def _send_many(agent, job_id: str, disk: int, count: int) -> None:
-    items = [
-        {
-            "job_id": job_id,
-            "job_type": "backup",
-            **update_body(i, total=5000, disk_index=disk, timestamp=(START + timedelta(seconds=i)).isoformat()),
-        }
-        for i in range(100, 100 + count)
-    ]
-    response = agent.post("/telemetry/batch", json={"updates": items})
-    assert response.status_code in (200, 202, 207), response.text

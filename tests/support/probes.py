@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from pipeline.db.tables import backup_jobs, job_telemetry_snapshots
 from pipeline.tsdb.influx import SyncInflux
 
-__all__ = ["count_points", "count_series", "mirror_rows", "rows_named", "update_body", "wait_for"]
+__all__ = ["count_points", "count_series", "mirror_rows", "rows_named", "send_batch", "update_body", "wait_for"]
 
 
 def update_body(i: int, total: int = 1000, **extra) -> dict:
@@ -22,6 +23,21 @@ def update_body(i: int, total: int = 1000, **extra) -> dict:
         "current_phase": "transferring",
         **extra,
     }
+
+
+def send_batch(agent, job_id: str, steps: range, start: datetime, *, every_s: int, total: int, **extra) -> None:
+    """Running updates `steps` of a backup job in one `POST /telemetry/batch`, stamped `every_s` apart
+    from `start` (update i at start + i * every_s)."""
+    items = [
+        {
+            "job_id": job_id,
+            "job_type": "backup",
+            **update_body(i, total=total, timestamp=(start + timedelta(seconds=every_s * i)).isoformat(), **extra),
+        }
+        for i in steps
+    ]
+    response = agent.post("/telemetry/batch", json={"updates": items})
+    assert response.status_code in (200, 202, 207), response.text
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> object:
